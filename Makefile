@@ -1,0 +1,46 @@
+# Two commands on a fresh machine: `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE ?= 1
+export MPLBACKEND ?= Agg
+
+.PHONY: install demo test test-slow export clean-nbs check-sync bench
+
+# torch first (the pinned wheels), then the package with its dev tools, pinned by constraints.txt
+$(STAMP): settings.ini setup.py constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt torch torchvision
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/fashion_style_demo
+
+# fails when notebooks and fashion_style/ are out of step, a notebook is not clean, or a test fails
+test: install check-sync
+	$(BIN)/nbdev_test --n_workers 2 --timing
+
+test-slow: install
+	$(BIN)/nbdev_test --n_workers 2 --flags slow --timing
+
+check-sync: install
+	@before=$$(find fashion_style -name '*.py' -print0 | sort -z | xargs -0 sha1sum | sha1sum); \
+	 nbs_before=$$(find nbs -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' -print0 | sort -z | xargs -0 sha1sum | sha1sum); \
+	 PATH=$(BIN):$$PATH nbdev_export && PATH=$(BIN):$$PATH nbdev_clean || exit 1; \
+	 after=$$(find fashion_style -name '*.py' -print0 | sort -z | xargs -0 sha1sum | sha1sum); \
+	 nbs_after=$$(find nbs -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' -print0 | sort -z | xargs -0 sha1sum | sha1sum); \
+	 if [ "$$before" != "$$after" ]; then echo "FAIL: nbdev_export changed fashion_style/: notebooks and package were out of step"; git status --short fashion_style; exit 1; fi; \
+	 if [ "$$nbs_before" != "$$nbs_after" ]; then echo "FAIL: nbdev_clean changed notebooks: they were not clean"; git status --short nbs; exit 1; fi; \
+	 echo "notebooks, package and cleanliness in step"
+
+export: install
+	$(BIN)/nbdev_export && $(BIN)/nbdev_clean
+
+bench: install
+	$(BIN)/python bench/threshold_bench.py
