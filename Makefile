@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export MPLBACKEND ?= Agg
 
-.PHONY: install demo test test-slow export clean-nbs check-sync bench
+.PHONY: install demo test test-slow export check-sync readme bench
 
 # torch first (the pinned wheels), then the package with its dev tools, pinned by constraints.txt
 $(STAMP): settings.ini setup.py constraints.txt
@@ -24,7 +24,9 @@ demo: install
 
 # fails when notebooks and fashion_style/ are out of step, a notebook is not clean, or a test fails
 test: install check-sync
-	$(BIN)/nbdev_test --n_workers 2 --timing
+	@set -o pipefail; n=$$(find nbs -name '*.ipynb' -not -name '_*' -not -path '*/.ipynb_checkpoints/*' | wc -l); \
+	 if $(BIN)/nbdev_test --n_workers 2 --timing 2>&1 | tee .nbdev_test.log; then echo "nbdev_test: $$n passed, 0 failed"; \
+	 else f=$$(grep -c '^==>' .nbdev_test.log); echo "nbdev_test: $$((n-f)) passed, $$f failed"; exit 1; fi
 
 test-slow: install
 	$(BIN)/nbdev_test --n_workers 2 --flags slow --timing
@@ -38,9 +40,13 @@ check-sync: install
 	 if [ "$$before" != "$$after" ]; then echo "FAIL: nbdev_export changed fashion_style/: notebooks and package were out of step"; git status --short fashion_style; exit 1; fi; \
 	 if [ "$$nbs_before" != "$$nbs_after" ]; then echo "FAIL: nbdev_clean changed notebooks: they were not clean"; git status --short nbs; exit 1; fi; \
 	 echo "notebooks, package and cleanliness in step"
+	$(BIN)/python tools/make_readme.py --check
 
 export: install
 	$(BIN)/nbdev_export && $(BIN)/nbdev_clean
+
+readme:
+	$(BIN)/python tools/make_readme.py
 
 bench: install
 	$(BIN)/python bench/threshold_bench.py
