@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export MPLBACKEND ?= Agg
 
-.PHONY: install demo test test-slow export check-sync readme bench
+.PHONY: install demo test test-slow export check-sync readme bench docs docs-test
 
 # torch first (the pinned wheels), then the package with its dev tools, pinned by constraints.txt
 $(STAMP): settings.ini setup.py constraints.txt
@@ -27,6 +27,7 @@ test: install check-sync
 	@set -o pipefail; n=$$(find nbs -name '*.ipynb' -not -name '_*' -not -path '*/.ipynb_checkpoints/*' | wc -l); \
 	 if $(BIN)/nbdev_test --n_workers 2 --timing 2>&1 | tee .nbdev_test.log; then echo "nbdev_test: $$n passed, 0 failed"; \
 	 else f=$$(grep -c '^==>' .nbdev_test.log); echo "nbdev_test: $$((n-f)) passed, $$f failed"; exit 1; fi
+	@$(MAKE) --no-print-directory docs-test
 
 test-slow: install
 	$(BIN)/nbdev_test --n_workers 2 --flags slow --timing
@@ -50,3 +51,17 @@ readme:
 
 bench: install
 	$(BIN)/python bench/threshold_bench.py
+
+# the docs site, previewed without Quarto: nbdev's processing (show_doc cells re-run) into _proc/, then every page
+# through nbconvert into _docs_preview/ (tools/docs_preview.py). The real site: nbdev_docs in .github/workflows/deploy.yaml
+docs: install
+	$(BIN)/python tools/docs_preview.py
+
+# every page of the preview opened in headless Chromium: title, no error output, images load, internal links
+# resolve; screenshot _docs_preview/home.png. The checker first checks itself on fake broken pages.
+docs-test: docs
+	@$(BIN)/python tools/docs_test.py --find-browser >/dev/null || { echo "installing chromium (apt-get)"; \
+	 SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update && \
+	 $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; }
+	$(BIN)/python tools/docs_test.py --self-test
+	$(BIN)/python tools/docs_test.py

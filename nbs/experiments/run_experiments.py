@@ -1,0 +1,126 @@
+"""Run the experiments behind the Table I / Table II analogues on the built-in SYNTHETIC data set.
+
+    python nbs/experiments/run_experiments.py [--only table1|table2] [--seeds 0 1] [--out models/experiments]
+
+Each run is a normal `fashion_style.train.train` run folder under --out; runs already complete are skipped, so the
+script can be stopped and started again. `collect` (also run at the end) writes the small CSV tables in
+nbs/experiments/results/, which the experiments notebook shows.
+"""
+import argparse, json, time, os
+from pathlib import Path
+import numpy as np, pandas as pd
+import torch
+from fashion_style.core import STYLES, STYLE_CODES, models_path
+from fashion_style.train import train
+
+HERE = Path(__file__).resolve().parent
+RARE = ['sports', 'Japanese', 'British', 'national']  # the classes the paper oversampled
+
+# A CPU-sized version of the recipe: resnet18 from scratch at 32 px (the synthetic pictures are 64 px).
+BASE = dict(arch='resnet18', size=32, bs=64, epochs=8, lr=3e-3, num_workers=0)
+N_TRAIN = 4812  # images in the training split of the default synthetic set (6000 x 0.8, stratified)
+
+def oversampled_epochs(k, epochs=BASE['epochs']):
+    "Epochs that give an oversampled run about the optimizer steps of a plain run (x100 would be 11x longer here)"
+    from fashion_style.data import read_jd_labels, oversample_idxs, split_train_valid
+    from fashion_style.core import data_path
+    dev = read_jd_labels(data_path()/'synthetic'/'train.txt', check_files=False)
+    tr, _ = split_train_valid(dev, seed=42)
+    n = len(oversample_idxs(dev, RARE, k, tr))
+    return max(1, round(epochs * len(tr) / n)), n
+
+TABLE1 = {  # name: config changes (the paper's Table I columns, plus ASL)
+    'BCE': dict(loss='bce'),
+    'BCE+os10': dict(loss='bce', oversample=dict(classes=RARE, k=10)),
+    'BCE+os20': dict(loss='bce', oversample=dict(classes=RARE, k=20)),
+    'BCE+os100': dict(loss='bce', oversample=dict(classes=RARE, k=100)),
+    'WBCE': dict(loss='wbce'),
+    'soft-F2': dict(loss='softf2'),
+    'focal': dict(loss='focal', loss_kwargs=dict(gamma=2.0)),
+    'ASL': dict(loss='asl'),
+}
+SWA = dict(start_epoch=5, cycle_len=1, lr_max=1e-3, lr_min=1e-4)
+TABLE2 = {  # architecture: config changes (WBCE + SWA, the paper's Table II recipe)
+    'resnet18': dict(loss='wbce', swa=SWA),
+    'densenet121': dict(arch='densenet121', loss='wbce', swa=SWA),
+}
+
+def run(name, changes, seed, out):
+    cfg = {**BASE, **changes, 'seed': seed, 'name': f'{name}-s{seed}', 'out': str(out)}
+    if 'oversample' in changes:
+        cfg['epochs'], _ = oversampled_epochs(changes['oversample']['k'])
+    folder = out/cfg['name']
+    if (folder/'results.json').exists(): return folder
+    lock = out/f".{cfg['name']}.lock"
+    try: fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # another process has this run
+    except FileExistsError:
+        if _alive(int(lock.read_text() or 0)): return None
+        lock.unlink(); fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    os.write(fd, str(os.getpid()).encode()); os.close(fd)
+    if folder.exists():  # an interrupted run: start it again
+        import shutil; shutil.rmtree(folder)
+    t = time.time()
+    train(cfg, progress=False)
+    print(f'{cfg["name"]}: {time.time() - t:.0f} s', flush=True)
+    lock.unlink()
+    return folder
+
+def _alive(pid):
+    try: os.kill(pid, 0); return pid > 0
+    except OSError: return False
+
+def collect(out):
+    "Gather finished runs into the CSV tables of results/"
+    res = HERE/'results'; res.mkdir(exist_ok=True)
+    rows = []
+    for f in sorted(Path(out).glob('*/results.json')):
+        name, seed = f.parent.name.rsplit('-s', 1)
+        r = json.loads(f.read_text()); cfg = json.loads((f.parent/'config.json').read_text())['config']
+        hist = pd.read_csv(f.parent/'history.csv')
+        rows.append(dict(run=name, seed=int(seed), arch=cfg['arch'], loss=cfg['loss'], epochs=cfg['epochs'],
+                         minutes=round(hist.seconds.sum() / 60, 1), **r))
+    runs = pd.DataFrame(rows)
+    if runs.empty: return runs
+    runs.to_csv(res/'runs.csv', index=False, float_format='%.4f')
+    oracle = json.loads((Path(os.environ.get('FASHION_STYLE_DATA', HERE.parent.parent/'data'))/'synthetic'/'oracle.json').read_text())
+    # Table I: test macro F2 with thresholds from valid, mean and spread over seeds
+    t1 = runs[runs.run.isin(TABLE1)].groupby('run').agg(
+        seeds=('seed', 'count'), test_mf2_opt=('best_test_mf2_opt', 'mean'), sd=('best_test_mf2_opt', 'std'),
+        test_mf2_05=('best_test_mf2_0.5', 'mean'), valid_mf2_opt=('best_valid_mf2_opt', 'mean'), epochs=('epochs', 'first'))
+    t1 = t1.reindex([k for k in TABLE1 if k in t1.index])
+    t1['oracle'] = oracle['macro_f2']
+    t1.to_csv(res/'table1.csv', float_format='%.4f')
+    # Table II: per-class test F2 at valid thresholds, best checkpoint and SWA, per architecture (first seed)
+    t2 = []
+    for a in TABLE2:
+        for f in sorted(Path(out).glob(f'{a}-s*/f2.csv')):
+            f2 = pd.read_csv(f); seed = int(f.parent.name.rsplit('-s', 1)[1])
+            for ck in f2.checkpoint.unique():
+                for th in ('0.5', 'opt'):
+                    r = f2[(f2.checkpoint == ck) & (f2.split == 'test') & (f2.threshold.astype(str) == th)].iloc[0]
+                    t2.append(dict(model=a, seed=seed, checkpoint=ck, threshold=th,
+                                   **{c: r[s] for s, c in zip(STYLES, STYLE_CODES)}, MF2=r['MF2']))
+    t2.append(dict(model='oracle (true probabilities)', seed=None, checkpoint='-', threshold='opt',
+                   **{c: oracle['per_class'][s] for s, c in zip(STYLES, STYLE_CODES)}, MF2=oracle['macro_f2']))
+    pd.DataFrame(t2).to_csv(res/'table2.csv', index=False, float_format='%.3f')
+    return runs
+
+if __name__ == '__main__':
+    p = argparse.ArgumentParser()
+    p.add_argument('--only', choices=['table1', 'table2'], default=None)
+    p.add_argument('--seeds', type=int, nargs='+', default=[0])
+    p.add_argument('--out', default=str(models_path()/'experiments'))
+    p.add_argument('--threads', type=int, default=None)
+    p.add_argument('--reverse', action='store_true', help='go through the runs in reverse order (for a second process)')
+    a = p.parse_args()
+    if a.threads: torch.set_num_threads(a.threads)
+    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+    # cheapest and most-used first: BCE vs WBCE, then the Table II models, then the rest of Table I
+    order = [('table1', 'BCE'), ('table1', 'WBCE'), ('table2', 'resnet18'), ('table2', 'densenet121'),
+             *[('table1', k) for k in TABLE1 if k not in ('BCE', 'WBCE')]]
+    if a.reverse: order = order[::-1]
+    for seed in a.seeds:
+        for table, name in order:
+            if a.only in (None, table):
+                run(name, (TABLE1 if table == 'table1' else TABLE2)[name], seed, out); collect(out)
+    print(collect(out).to_string())
