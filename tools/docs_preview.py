@@ -6,8 +6,8 @@ available everywhere, so `make docs` runs the same first half of that build and 
 1. what `nbdev_proc_nbs` does before rendering: write nbs/nbdev.yml from settings.ini, rebuild
    fashion_style/_modidx.py, regenerate nbs/sidebar.yml (`nbdev_sidebar`), then run every page through nbdev's
    own processors (`FilterDefaults`) into `_proc/`. That re-executes each notebook's export, import and
-   `show_doc` cells, exactly as the docs build does (other cells keep their saved outputs; `#| slow` cells are
-   never run by the docs build). A stub named `quarto` is put on PATH when there is no Quarto, so nbdev does
+   `show_doc` cells, exactly as the docs build does (other cells keep their saved outputs: nbdev ignores test
+   flags here, so a `#| slow` cell runs too if it contains an import). A stub named `quarto` is put on PATH when there is no Quarto, so nbdev does
    not try to install it. Unlike `nbdev_proc_nbs`, a failing notebook does not stop the others: all failures
    are listed at the end.
 2. each processed page is rendered by nbconvert's HTML exporter with tools/docs_template (Quarto-like markup,
@@ -17,12 +17,14 @@ available everywhere, so `make docs` runs the same first half of that build and 
 
 Writes `_docs_preview/pages.json` (source, page, title of every page) for tools/docs_test.py.
 Exit status 1 when a notebook fails to process or a site configuration file is not valid YAML."""
-import argparse, html, json, os, re, shutil, stat, sys, tempfile, time, traceback, warnings
+import argparse, atexit, html, json, os, re, shutil, signal, stat, sys, tempfile, time, traceback, warnings
 from pathlib import Path
 
 root = Path(__file__).resolve().parent.parent
 template_dir = Path(__file__).resolve().parent/'docs_template'
 PAGE_EXTS = ('.ipynb', '.qmd', '.md')
+# files Quarto never renders as pages (quarto-cli project-context.ts projectHiddenIgnoreGlob), besides _* and .*
+QUARTO_IGNORES = re.compile(r'^(?:README\.[Rrq]?md|CLAUDE(?:\.local)?\.md|AGENTS(?:\.local)?\.md|.*\.llms\.md)$')
 
 def log(*a): print(*a, flush=True)
 
@@ -35,25 +37,78 @@ def ensure_quarto_on_path():
     stub.write_text('#!/bin/sh\necho "quarto: not installed (stub from tools/docs_preview.py)" >&2\nexit 1\n')
     stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
     os.environ['PATH'] = f"{d}{os.pathsep}{os.environ.get('PATH', '')}"
+    atexit.register(shutil.rmtree, d, ignore_errors=True)
     return d
 
-def _proc_worker(item):
-    "Run one file through nbdev's docs processing (in a spawned worker, as nbdev does); return errors and warnings"
+def _proc_one(item):
+    "Run one file through nbdev's docs processing, as nbdev's own worker does; return (error, import warnings)"
     import nbdev.serve_drv
     with warnings.catch_warnings(record=True) as ws:
         warnings.simplefilter('always')
         try: nbdev.serve_drv.main(item); err = None
         except BaseException as e: err = ''.join(traceback.format_exception(e))
-    return str(item[0]), err, [str(w.message).strip() for w in ws if 'containing imports' in str(w.message)]
+    return err, [str(w.message).strip() for w in ws if 'containing imports' in str(w.message)]
 
-def _importable_worker():
-    "The worker by module name: notebook code run in a worker replaces `__main__` (IPython does), so not from there"
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import docs_preview
-    return docs_preview._proc_worker
+def _worker_loop(conn):
+    "A spawned worker (as nbdev uses), in its own process group so a notebook's own subprocesses die with it"
+    os.setsid()
+    while True:
+        item = conn.recv()
+        if item is None: return
+        conn.send(_proc_one(item))
+
+class Workers:
+    "nbdev's parallel processing, with a time limit per file: a worker past it is killed (with its process group)"
+    def __init__(self, n, timeout):
+        import multiprocessing as mp
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import docs_preview   # the loop by module name: notebook code run in a worker replaces `__main__` (IPython does)
+        self.ctx, self.loop, self.n, self.timeout = mp.get_context('spawn'), docs_preview._worker_loop, n, timeout
+        self.idle, self.busy = [], {}
+    def _start(self):
+        a, b = self.ctx.Pipe()
+        p = self.ctx.Process(target=self.loop, args=(b,), daemon=True)
+        p.start()
+        return p, a
+    def _kill(self, p):
+        try: os.killpg(p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError): p.kill()
+        p.join(5)
+    def run(self, items):
+        "Yield (item, error, warnings) for each item, as they finish"
+        todo = list(items)
+        while todo or self.busy:
+            while todo and len(self.busy) < self.n:
+                p, conn = self.idle.pop() if self.idle else self._start()
+                item = todo.pop(0)
+                conn.send(item)
+                self.busy[conn] = (p, item, time.time())
+            from multiprocessing.connection import wait
+            for conn in wait(list(self.busy), timeout=1):
+                p, item, _ = self.busy.pop(conn)
+                try: err, ws = conn.recv()
+                except EOFError:
+                    err, ws = f'the docs processing worker died (exit code {p.exitcode})', []
+                    self._kill(p)
+                else: self.idle.append((p, conn))
+                yield item, err, ws
+            for conn, (p, item, t0) in list(self.busy.items()):
+                if time.time() - t0 > self.timeout:
+                    self.busy.pop(conn); self._kill(p)
+                    yield item, (f'TIMEOUT: nbdev\'s docs processing of this notebook took more than {self.timeout:.0f} s and was '
+                                 'stopped. The docs build runs its export, import and show_doc cells and every cell that '
+                                 'contains an import: one of those runs heavy code (training, data generation)'), []
+    def close(self):
+        for p, conn in self.idle:
+            try: conn.send(None)
+            except OSError: pass
+            p.join(5)
+            if p.is_alive(): self._kill(p)
+        for conn, (p, _, _) in self.busy.items(): self._kill(p)
 
 def summarize_failure(err):
     "The cell nbdev's docs processing failed in, the error it raised, and the usual fix"
+    if not err.startswith('Traceback'): return err
     cause, _, final = err.rpartition('The above exception was the direct cause of the following exception:')
     m = re.search(r"Exception: Error(?: in notebook: .*?)? in cell (\d+) :\n(.*)", final, flags=re.S)
     if not m: return 'nbdev docs processing failed:\n    ' + '\n    '.join(err.strip().splitlines()[-12:])
@@ -68,14 +123,12 @@ def summarize_failure(err):
                 'show_doc cells), without the cells before it: put the import in a cell of its own')
     return res
 
-def nbdev_process(cfg, nbs, n_workers, force):
+def nbdev_process(cfg, nbs, n_workers, force, nb_timeout):
     "nbdev_proc_nbs, step by step: config files, module index, sidebar, then each page into _proc/"
     from nbdev.quarto import refresh_quarto_yml, nbdev_sidebar
     from nbdev.doclinks import _build_modidx, nbglob
     from nbdev.serve import _proc_file
     import nbdev.serve
-    from concurrent.futures import ProcessPoolExecutor
-    import multiprocessing as mp
     t0 = time.time()
     refresh_quarto_yml()
     _build_modidx()
@@ -92,13 +145,18 @@ def nbdev_process(cfg, nbs, n_workers, force):
     items = [o for o in (_proc_file(f, cache=cache, path=nbs, mtime=cache.stat().st_mtime) for f in files) if o]
     failures, import_warnings = {}, {}
     if items:
-        log(f'docs: nbdev processing {len(items)} changed file(s) into {cache.relative_to(root)}/ ({n_workers} workers)')
-        with ProcessPoolExecutor(max_workers=n_workers, mp_context=mp.get_context('spawn')) as ex:
-            for src, err, ws in ex.map(_importable_worker(), items):
-                if err: failures[src] = err
+        log(f'docs: nbdev processing {len(items)} changed file(s) into {cache.relative_to(root)}/ '
+            f'({n_workers} workers, at most {nb_timeout:.0f} s each)')
+        workers = Workers(n_workers, nb_timeout)
+        try:
+            for (src, dst, _), err, ws in workers.run(items):
+                src = str(src)
+                if err:  # and no stale copy left in the cache, so that the next build tries again
+                    failures[src] = err
+                    Path(dst).unlink(missing_ok=True)
                 if ws: import_warnings[src] = ws
-                if err: log(f'  FAILED {Path(src).relative_to(root)}')
-                else: log(f'  processed {Path(src).relative_to(root)}')
+                log(f'  {"FAILED" if err else "processed"} {Path(src).relative_to(root)}')
+        finally: workers.close()
     cache.touch()
     if items: log(f'docs: nbdev processing took {time.time()-t0:.0f} s')
     return cache, failures, import_warnings
@@ -236,6 +294,17 @@ def fix_heading_ids(body):
         return f'<h{m.group(1)}{m.group(2)} id="{new}"{m.group(4)}>{inner}</h{m.group(1)}>'
     return _re_heading.sub(_sub, body)
 
+def add_toc(body):
+    "Quarto's `toc: true` (depth 3): the page's h2 and h3 headings, in the right margin"
+    main = body.partition('<main')[2].partition('</main>')[0]
+    items = []
+    for m in _re_heading.finditer(main):
+        if m.group(1) not in ('2', '3'): continue
+        text = html.unescape(re.sub(r'<[^>]+>', '', re.sub(r'<a class="anchor-link".*?</a>', '', m.group(5), flags=re.S))).strip()
+        items.append(f'<li class="toc-h{m.group(1)}"><a href="#{m.group(3)}">{html.escape(text)}</a></li>')
+    toc = f'<nav id="TOC"><h2 class="toc-title">On this page</h2><ul>{"".join(items)}</ul></nav>' if items else ''
+    return body.replace('<!--TOC-->', toc, 1)
+
 def rewrite_links(body, page_src, pages, site_url):
     "Quarto's link handling: links to a page's source (.ipynb/.qmd/.md) go to its page; site URLs become relative"
     page_out = pages[page_src]['page']
@@ -268,8 +337,12 @@ def sidebar_entries(nbs, pages):
                 res.append(dict(section=it['section'], href=it.get('href'), contents=_norm(it.get('contents'))))
             elif isinstance(it, dict) and 'href' in it: res.append(it['href'])
         return res
+    def _flat(items):
+        for it in items:
+            if isinstance(it, str): yield it
+            else: yield it.get('href'); yield from _flat(it['contents'])
     entries = _norm(contents)
-    listed = set(json.dumps(entries).replace('"', ' ').split())
+    listed = set(_flat(entries))
     extra = [p for p in pages if p not in listed]
     if extra: entries.append(dict(section='Other pages', href=None, contents=extra))
     return entries
@@ -328,7 +401,7 @@ def error_page(src, err):
     out.cells.append(cell)
     return out
 
-def build(out_dir, n_workers=2, force=False):
+def build(out_dir, n_workers=2, force=False, nb_timeout=120):
     t0 = time.time()
     os.chdir(root)
     stub = ensure_quarto_on_path()
@@ -340,7 +413,7 @@ def build(out_dir, n_workers=2, force=False):
     cfg = get_config()
     nbs = cfg.nbs_path
     problems = []
-    cache, failures, import_warnings = nbdev_process(cfg, nbs, n_workers, force)
+    cache, failures, import_warnings = nbdev_process(cfg, nbs, n_workers, force, nb_timeout)
     for f in ('_quarto.yml', 'nbdev.yml', 'sidebar.yml'):
         p = nbs/f
         if not p.exists(): problems.append(f'nbs/{f} is missing (Quarto needs it)'); continue
@@ -349,11 +422,14 @@ def build(out_dir, n_workers=2, force=False):
             hint = ' (nbdev writes it from settings.ini: a value there breaks the YAML, e.g. a double quote in `description`)' if f == 'nbdev.yml' else ''
             problems.append(f'nbs/{f} is not valid YAML, so Quarto cannot build the site{hint}:\n    ' + str(e).replace('\n', '\n    '))
     for src, ws in import_warnings.items():
-        for w in ws: log(f'docs: warning in {Path(src).relative_to(root)}: ' + w.replace('\n', '\n    '))
+        firsts = [next((l for l in w.splitlines()[2:] if l.strip()), '') for w in ws]
+        log(f'docs: nbdev warns that {Path(src).relative_to(root)} has {len(ws)} cell(s) mixing imports with other code '
+            '(the docs build runs them): ' + '; '.join(f'`{f.strip()[:60]}`' for f in firsts))
     for src, err in failures.items(): problems.append(f'{Path(src).relative_to(root)}: ' + summarize_failure(err))
 
     # the pages: every notebook/qmd/md nbdev globs (skipping _scratch and dot files), in their processed form
-    srcs = sorted(nbglob(nbs, func=Path, file_glob='', file_re=r'\.(?:ipynb|qmd|md)$'))
+    srcs = [f for f in sorted(nbglob(nbs, func=Path, file_glob='', file_re=r'\.(?:ipynb|qmd|md)$'))
+            if not QUARTO_IGNORES.match(f.name)]
     pages, nbs_by_src = {}, {}
     for s in srcs:
         rel = s.relative_to(nbs).as_posix()
@@ -363,10 +439,12 @@ def build(out_dir, n_workers=2, force=False):
         else:
             proc = cache/rel
             if not proc.exists():
-                problems.append(f'{rel}: no processed copy in {cache.name}/'); continue
+                problems.append(f'nbs/{rel}: no processed copy in {cache.name}/'); continue
             nb = read_page(proc, rel)
         fm, cells = frontmatter(nb)
-        if not fm.get('title'): problems.append(f'nbs/{rel}: no title (the notebook needs an H1 markdown heading)')
+        if not fm.get('title'):
+            need = 'an H1 heading in its first markdown cell' if s.suffix == '.ipynb' else 'a `title:` in its YAML frontmatter'
+            problems.append(f'nbs/{rel}: the page has no title (it needs {need})')
         name = fm.get('output-file') or (Path(rel).stem + '.html')
         page = name if Path(rel).parent == Path('.') else (Path(rel).parent/name).as_posix()
         pages[rel] = dict(source=f'{nbs.name}/{rel}', page=page, title=str(fm.get('title', '') or ''),
@@ -403,7 +481,7 @@ def build(out_dir, n_workers=2, force=False):
                                    styles_css=(out_dir/'styles.css').exists(), repo_url=cfg.get('git_url', '')),
                          metadata=dict(name=p['title']))
         body, _ = exporter.from_notebook_node(nb, resources=resources)
-        body = rewrite_links(fix_heading_ids(body), rel, pages, site_url)
+        body = rewrite_links(add_toc(fix_heading_ids(body)), rel, pages, site_url)
         dest = out_dir/p['page']
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_text(body, encoding='utf-8')
@@ -422,5 +500,6 @@ if __name__ == '__main__':
     ap.add_argument('--out', default=str(root/'_docs_preview'), help='where the preview goes')
     ap.add_argument('--n_workers', type=int, default=2, help='processes for nbdev processing')
     ap.add_argument('--force', action='store_true', help='reprocess every notebook (ignore the _proc/ cache)')
+    ap.add_argument('--nb_timeout', type=float, default=120, help='seconds one notebook may take to process')
     a = ap.parse_args()
-    sys.exit(1 if build(a.out, a.n_workers, a.force) else 0)
+    sys.exit(1 if build(a.out, a.n_workers, a.force, a.nb_timeout) else 0)

@@ -134,7 +134,7 @@ PAGE_JS = r"""(() => {
                                             ok: i.complete && i.naturalWidth > 0})),
     links: [...document.querySelectorAll('a[href]')].map(a => ({href: a.getAttribute('href'), url: a.href})),
     nav: [...document.querySelectorAll('#sidebar-nav a[href]')].map(a => a.href),
-    errors: [...document.querySelectorAll('.cell-output-error')].map(e => text(e).slice(0, 400)),
+    errors: [...document.querySelectorAll('.cell-output-error')].map(e => text(e).slice(0, 20000)),
     outputs: [...document.querySelectorAll('.cell-output')].map(e => ({cls: e.className, text: text(e)})),
   };
 })()"""
@@ -164,11 +164,14 @@ def check_page(chrome, site, rel, want_title):
     d = chrome.eval(PAGE_JS)
     probs = []
     if want_title is not None:
-        if not want_title: probs.append('no title: the notebook has no H1 heading')
+        if not want_title: probs.append('no title (a notebook needs an H1 heading, a .md/.qmd page a title: in its frontmatter)')
         elif d['h1'] != want_title: probs.append(f'title shown is {d["h1"]!r}, the notebook says {want_title!r}')
         if want_title and want_title not in d['title']: probs.append(f'document title {d["title"]!r} lacks {want_title!r}')
     elif not d['h1']: probs.append('no title (no h1.title)')
-    for e in d['errors']: probs.append('error output: ' + e.strip().splitlines()[0][:200] if e.strip() else 'empty error output')
+    for e in d['errors']:
+        exc = [m.group(0) for m in re.finditer(r'^\s*(?:[\w.]+\.)?\w*(?:Error|Exception)\b.*$', e, flags=re.M)]
+        exc = [x for x in exc if 'Error in notebook' not in x] or exc   # nbdev's wrapper: name the cause
+        probs.append('error output: ' + ((exc[-1] if exc else e.strip().splitlines()[0]).strip()[:200] if e.strip() else '(empty)'))
     for o in d['outputs']:
         if 'Traceback (most recent call last)' in o['text'] and 'cell-output-error' not in o['cls']:
             probs.append('traceback in output: ' + o['text'].strip().splitlines()[-1][:200])
