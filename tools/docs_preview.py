@@ -67,7 +67,7 @@ class Workers:
         self.idle, self.busy = [], {}
     def _start(self):
         a, b = self.ctx.Pipe()
-        p = self.ctx.Process(target=self.loop, args=(b,), daemon=True)
+        p = self.ctx.Process(target=self.loop, args=(b,))  # not daemonic: notebooks may start processes
         p.start()
         return p, a
     def _kill(self, p):
