@@ -408,7 +408,7 @@ def build(out_dir, n_workers=2, force=False, nb_timeout=120):
     if stub: log(f'docs: no Quarto here; a stub `quarto` is on PATH for nbdev ({stub})')
     from nbdev.config import get_config
     from nbdev.doclinks import nbglob
-    import nbformat, yaml
+    import yaml
     from nbconvert import HTMLExporter
     cfg = get_config()
     nbs = cfg.nbs_path
