@@ -11,7 +11,7 @@ import torch
 
 # %% auto #0
 __all__ = ['STYLES', 'STYLE_CODES', 'JD_N_TRAIN', 'JD_TRAIN_POSITIVES', 'style_code', 'check_vocab', 'project_root', 'data_path',
-           'models_path', 'seed_everything', 'InputError', 'atomic_write']
+           'models_path', 'seed_everything', 'InputError', 'atomic_write', 'markdown_table']
 
 # %% ../nbs/00_core.ipynb #c4676eb8
 STYLES = ['sports', 'casual', 'commuting', 'Japanese', 'Korean', 'western', 'British',
@@ -84,3 +84,14 @@ def atomic_write(path, mode:str='wb'):
     except BaseException:
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
+
+# %% ../nbs/00_core.ipynb #85d92776
+def markdown_table(df, # a pandas DataFrame; a named index becomes the first column
+                   digits:int=3)->str: # decimals of float cells
+    "`df` as a GitHub-flavoured markdown table"
+    df = df.reset_index() if df.index.name else df
+    def cell(v):
+        if v is None or (isinstance(v, float) and v != v): return ''  # missing values stay empty
+        return f'{v:.{digits}f}' if isinstance(v, float) else str(v)
+    lines = ['| ' + ' | '.join(map(str, df.columns)) + ' |', '|' + '---|' * len(df.columns)]
+    return '\n'.join(lines + ['| ' + ' | '.join(cell(v) for v in r) + ' |' for r in df.itertuples(index=False)])

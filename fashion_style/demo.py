@@ -55,14 +55,7 @@ def demo_table(runs:dict, labels, oracle:dict, k:int|None=None)->pd.DataFrame:
                      MF2=oracle['macro_f2']))
     return pd.DataFrame(rows).set_index('model')
 
-# %% ../nbs/11_demo.ipynb #707e4ca2
-def _md_rows(df:pd.DataFrame)->str:
-    "A markdown table of `df` (index included), floats to 3 decimals"
-    df = df.reset_index() if df.index.name else df
-    cell = lambda v: f'{v:.3f}' if isinstance(v, float) else str(v)
-    lines = ['| ' + ' | '.join(map(str, df.columns)) + ' |', '|' + '---|' * len(df.columns)]
-    return '\n'.join(lines + ['| ' + ' | '.join(cell(v) for v in r) + ' |' for r in df.itertuples(index=False)])
-
+# %% ../nbs/11_demo.ipynb #a6b64e4e
 def demo(dest=None, # output folder of the report and runs (default: `models_path()/'demo'`)
          data=None, # folder of the synthetic set (default: `data_path()/'synthetic'`)
          synth:dict|None=None, # `make_synthetic` arguments (default: 6,000 + 3,000 pictures at 64 px, seed 0)
@@ -140,11 +133,11 @@ Members: {', '.join(runs)}; shared config: `{json.dumps(base)}`.
 
 ## Per-class test F2 (thresholds chosen on valid)
 
-{_md_rows(table)}
+{markdown_table(table)}
 
 ## Horizontal-flip TTA (test macro F2)
 
-{_md_rows(tta_table[['MF2', 'MF2_flip', 'change']]) if tta_table is not None else 'not measured (tta=False)'}
+{markdown_table(tta_table[['MF2', 'MF2_flip', 'change']]) if tta_table is not None else 'not measured (tta=False)'}
 
 ## Figures
 
@@ -152,7 +145,7 @@ Members: {', '.join(runs)}; shared config: `{json.dumps(base)}`.
 
 ## Tagged test pictures (vote ensemble)
 
-{_md_rows(tags[['image_id', 'styles', 'true styles']])}
+{markdown_table(tags[['image_id', 'styles', 'true styles']])}
 
 Wall time: {wall:.0f} s on {'a GPU' if torch.cuda.is_available() else 'the CPU'}.
 """

@@ -69,6 +69,19 @@ def _alive(pid):
     try: os.kill(pid, 0); return pid > 0
     except OSError: return False
 
+def bootstrap_sd(run, checkpoint='best', n=200, seed=0):
+    "Spread of test macro F2 over bootstrap resamples of the test images (thresholds fixed from valid)"
+    from fashion_style.data import read_jd_labels, label_matrix
+    from fashion_style.metrics import f2_at
+    from fashion_style.core import data_path
+    sfx = '' if checkpoint == 'best' else '_' + checkpoint
+    probs = pd.read_csv(run/f'test_probs{sfx}.csv', dtype={'image_id': str}).set_index('image_id')
+    test = read_jd_labels(data_path()/'synthetic'/'test.txt', check_files=False).set_index('image_id').loc[probs.index]
+    th = json.loads((run/'thresholds.json').read_text())[checkpoint]
+    p, y, t = probs[STYLES].values, label_matrix(test.reset_index(), STYLES), np.array([th[s] for s in STYLES])
+    rng = np.random.default_rng(seed)
+    return float(np.std([f2_at(p[i], y[i], t).mean() for i in (rng.integers(0, len(p), len(p)) for _ in range(n))]))
+
 def collect(out):
     "Gather finished runs into the CSV tables of results/"
     res = HERE/'results'; res.mkdir(exist_ok=True)
@@ -78,14 +91,15 @@ def collect(out):
         r = json.loads(f.read_text()); cfg = json.loads((f.parent/'config.json').read_text())['config']
         hist = pd.read_csv(f.parent/'history.csv')
         rows.append(dict(run=name, seed=int(seed), arch=cfg['arch'], loss=cfg['loss'], epochs=cfg['epochs'],
-                         minutes=round(hist.seconds.sum() / 60, 1), **r))
+                         minutes=round(hist.seconds.sum() / 60, 1), test_boot_sd=bootstrap_sd(f.parent), **r))
     runs = pd.DataFrame(rows)
     if runs.empty: return runs
     runs.to_csv(res/'runs.csv', index=False, float_format='%.4f')
     oracle = json.loads((Path(os.environ.get('FASHION_STYLE_DATA', HERE.parent.parent/'data'))/'synthetic'/'oracle.json').read_text())
     # Table I: test macro F2 with thresholds from valid, mean and spread over seeds
     t1 = runs[runs.run.isin(TABLE1)].groupby('run').agg(
-        seeds=('seed', 'count'), test_mf2_opt=('best_test_mf2_opt', 'mean'), sd=('best_test_mf2_opt', 'std'),
+        seeds=('seed', 'count'), test_mf2_opt=('best_test_mf2_opt', 'mean'), seed_sd=('best_test_mf2_opt', 'std'),
+        boot_sd=('test_boot_sd', 'mean'),
         test_mf2_05=('best_test_mf2_0.5', 'mean'), valid_mf2_opt=('best_valid_mf2_opt', 'mean'), epochs=('epochs', 'first'))
     t1 = t1.reindex([k for k in TABLE1 if k in t1.index])
     t1['oracle'] = oracle['macro_f2']
@@ -94,13 +108,13 @@ def collect(out):
     t2 = []
     for a in TABLE2:
         for f in sorted(Path(out).glob(f'{a}-s*/f2.csv')):
-            f2 = pd.read_csv(f); seed = int(f.parent.name.rsplit('-s', 1)[1])
+            f2 = pd.read_csv(f); seed = f.parent.name.rsplit('-s', 1)[1]
             for ck in f2.checkpoint.unique():
                 for th in ('0.5', 'opt'):
                     r = f2[(f2.checkpoint == ck) & (f2.split == 'test') & (f2.threshold.astype(str) == th)].iloc[0]
                     t2.append(dict(model=a, seed=seed, checkpoint=ck, threshold=th,
                                    **{c: r[s] for s, c in zip(STYLES, STYLE_CODES)}, MF2=r['MF2']))
-    t2.append(dict(model='oracle (true probabilities)', seed=None, checkpoint='-', threshold='opt',
+    t2.append(dict(model='oracle (true probabilities)', seed='-', checkpoint='-', threshold='opt',
                    **{c: oracle['per_class'][s] for s, c in zip(STYLES, STYLE_CODES)}, MF2=oracle['macro_f2']))
     pd.DataFrame(t2).to_csv(res/'table2.csv', index=False, float_format='%.3f')
     return runs
