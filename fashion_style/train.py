@@ -25,7 +25,7 @@ from .callback.swa import *
 __all__ = ['TRAIN_DEFAULTS', 'log', 'train_config', 'load_data', 'BestF2Callback', 'RunHistory', 'PlainTensors', 'f2_table',
            'evaluate_weights', 'train', 'train_cli']
 
-# %% ../nbs/07_train.ipynb #081f649d
+# %% ../nbs/07_train.ipynb #3662ac87
 TRAIN_DEFAULTS = dict(
     data='synthetic',     # 'synthetic' (the built-in synthetic set), a JD label file, or a CSV of path + label names
     test=None,            # labelled test file in the same format (for 'synthetic': its test split)
@@ -53,6 +53,8 @@ TRAIN_DEFAULTS = dict(
     num_workers=None,     # DataLoader workers (default: fastai's); with pipeline='fast', processes building the cache
     pipeline='fastai',    # 'fastai' (PIL per item, stock fastai) or 'fast' (uint8 cache, flip + normalize on the device)
     cache_dir=None,       # pipeline='fast': folder of the image caches (default: data_path()/'cache')
+    draft=False,          # pipeline='fast': decode JPEGs at reduced scale (faster for big photos; pixels then differ
+                          # slightly from `predict`'s full decode, so it is off by default)
     cache_device=None,    # pipeline='fast': None (memory-mapped on the host), a device, or 'auto' (GPU when it fits)
     bad_images='error',   # 'error': stop before training listing unusable images; 'skip': leave them out, recorded
     name=None,            # run folder name (default: arch-loss-seed-time)
@@ -168,7 +170,7 @@ def _write_probs(ids, probs, vocab, fname):
     df = pd.DataFrame(probs, columns=vocab); df.insert(0, 'image_id', list(ids))
     with atomic_write(fname, 'w') as f: df.to_csv(f, index=False, float_format='%.6g')
 
-# %% ../nbs/07_train.ipynb #b4b631a5
+# %% ../nbs/07_train.ipynb #3e85cef3
 def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword arguments override it
           progress:bool=True, # show fastai's progress bars
           **kwargs)->Path:
@@ -181,7 +183,7 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
     stats = normalize_stats(cfg['arch']) if pretrained else imagenet_stats
     kw = dict(size=cfg['size'], bs=cfg['bs'], valid_pct=cfg['valid_pct'], seed=cfg['split_seed'], oversample=cfg['oversample'],
               stats=stats, num_workers=cfg['num_workers'], bad_images=cfg['bad_images'])
-    if cfg['pipeline'] == 'fast': dls = fast_style_dls(dev, vocab, cache_dir=cfg['cache_dir'], cache_device=cfg['cache_device'],
+    if cfg['pipeline'] == 'fast': dls = fast_style_dls(dev, vocab, cache_dir=cfg['cache_dir'], cache_device=cfg['cache_device'], draft=cfg['draft'],
                                                       progress=progress, **kw)
     else: dls = style_dls(dev, vocab, **kw)
     if test is not None: test, test_skipped = usable_images(test, cfg['bad_images'], progress=progress)
