@@ -122,6 +122,7 @@ def collect(out):
 if __name__ == '__main__':
     p = argparse.ArgumentParser()
     p.add_argument('--only', choices=['table1', 'table2'], default=None)
+    p.add_argument('--runs', nargs='+', default=None, help='only these runs (names of TABLE1 / TABLE2)')
     p.add_argument('--seeds', type=int, nargs='+', default=[0])
     p.add_argument('--out', default=str(models_path()/'experiments'))
     p.add_argument('--threads', type=int, default=None)
@@ -135,6 +136,6 @@ if __name__ == '__main__':
     if a.reverse: order = order[::-1]
     for seed in a.seeds:
         for table, name in order:
-            if a.only in (None, table):
+            if a.only in (None, table) and (a.runs is None or name in a.runs):
                 run(name, (TABLE1 if table == 'table1' else TABLE2)[name], seed, out); collect(out)
     print(collect(out).to_string())
