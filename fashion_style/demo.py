@@ -22,11 +22,11 @@ from .inference import predict, tta_report
 # %% auto #0
 __all__ = ['DEMO_TRAIN', 'DEMO_MEMBERS', 'demo_table', 'demo', 'demo_cli']
 
-# %% ../nbs/11_demo.ipynb #dfd2fd49
-DEMO_TRAIN = dict(size=32, bs=64, epochs=6, lr=3e-3, loss='wbce', pipeline='fast',
-                  swa=dict(start_epoch=4, cycle_len=1, lr_max=1e-3, lr_min=1e-4))
-DEMO_MEMBERS = {'resnet18-s0': dict(arch='resnet18', seed=0), 'resnet18-s1': dict(arch='resnet18', seed=1),
-                'resnet10t-s0': dict(arch='resnet10t', seed=0)}
+# %% ../nbs/11_demo.ipynb #6f0bc30a
+DEMO_TRAIN = dict(size=32, bs=64, epochs=5, lr=3e-3, loss='wbce', pipeline='fast',
+                  swa=dict(start_epoch=3, cycle_len=1, lr_max=1e-3, lr_min=1e-4))
+DEMO_MEMBERS = {'resnet18-s0': dict(arch='resnet18', seed=0), 'resnet10t-s0': dict(arch='resnet10t', seed=0),
+                'resnet10t-s1': dict(arch='resnet10t', seed=1)}
 
 # %% ../nbs/11_demo.ipynb #b3e603a0
 def _train_or_reuse(cfg, runs_dir, name, progress):
