@@ -14,7 +14,7 @@ from fastai.losses import BaseLoss
 __all__ = ['LOSSES', 'MultiLabelLoss', 'wbce_weights', 'BCE', 'WeightedBCE', 'SoftF2Loss', 'FocalLoss', 'AsymmetricLoss',
            'get_loss']
 
-# %% ../nbs/04_losses.ipynb #083e7b63
+# %% ../nbs/04_losses.ipynb #54affe93
 class MultiLabelLoss(BaseLoss):
     "fastai-style flattened multi-label loss on logits: sigmoid `activation`, `decodes` by `thresh`"
     def __init__(self, loss_cls, # an `nn.Module` class taking (logits (n, C), targets)
@@ -24,6 +24,11 @@ class MultiLabelLoss(BaseLoss):
                  **kwargs):
         super().__init__(loss_cls, *args, axis=axis, flatten=True, floatify=True, is_2d=True, **kwargs)
         self.thresh = thresh
+
+    def _contiguous(self, x):
+        "Class axis last, contiguous, as a plain `torch.Tensor` (fastai's `BaseLoss` makes a `TensorBase`)"
+        if not isinstance(x, torch.Tensor): return x
+        return x.as_subclass(torch.Tensor).transpose(self.axis, -1).contiguous()
 
     def activation(self, x:torch.Tensor)->torch.Tensor:
         "Probabilities from logits"

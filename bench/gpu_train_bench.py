@@ -1,0 +1,200 @@
+#!/usr/bin/env python
+"""Training and inference speed on a GPU: the project's `train` from JPEG files against a plain PyTorch loop.
+
+For each architecture (default densenet121 and resnet18) at 224 px, batch 128, bf16 autocast, channels-last:
+- **project**: `fashion_style.train.train` on the JPEG files with its GPU defaults (`pipeline='auto'` -> the uint8
+  cache in GPU memory, flip + normalize on the GPU; bf16; channels-last; torch's fused AdamW through fastai's
+  `OptimWrapper`; cudnn autotuning), with its metrics (`f2_05`, `f2_opt`), best-F2 checkpoints, history and an
+  SWA cycle on the last epoch. Seconds per epoch (training + validation + metrics + checkpoint) come from the run's
+  `history.csv`; the first epoch (cuDNN autotuning) is left out.
+- **plain**: a plain PyTorch loop on the same GPU, same model, batch and precision over the same cache tensor in
+  GPU memory: gather a batch, flip half, normalize, channels-last, forward/backward, fused AdamW; then validation
+  (forward only) with the same F2 threshold search on the gathered predictions. Timed the same way, per epoch.
+- **ceiling**: the plain training step on one static batch (no input work at all), images/s.
+Also: cache build images/s (decode + resize each JPEG once, all CPUs), `predict` images/s on the JPEG files, plain
+bf16 inference images/s from the GPU cache, peak host and GPU memory, and the projected wall time of the paper's
+DenseNet121 recipe (31 epochs over 54,908 images, every epoch validated) at the measured rate.
+
+The JPEGs are synthetic (garments drawn by `fashion_style.synth`, enlarged with pixel noise, quality 90), made once.
+Prints a table and writes `$OUT/gpu_train_bench.json` (or `--out`). `--smoke` runs everything tiny on the CPU
+(fp32) to check the code: its figures mean nothing.
+Run on a GPU machine: `python bench/gpu_train_bench.py --n 12000 --img-size 500`."""
+import argparse, json, os, platform, resource, shutil, sys, tempfile, time, warnings
+from pathlib import Path
+import numpy as np, pandas as pd, torch
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dataload_bench import make_jpegs  # noqa: E402
+from fashion_style.core import STYLES, seed_everything
+from fashion_style.metrics import best_thresholds
+from fashion_style.fastdata import fast_style_dls
+from fashion_style.train import train
+from fashion_style.inference import predict
+
+PAPER_IMAGES, PAPER_EPOCHS = 54_908, 31  # JD development set; 7 frozen + 24 unfrozen epochs (frozen ones are cheaper)
+
+def sync(dev):
+    if dev.type == 'cuda': torch.cuda.synchronize(dev)
+
+def project_epochs(df_file, image_dir, arch, a, dev, cache_dir, out, cudnn_benchmark)->dict:
+    "The project's `train` on the JPEGs: per-epoch seconds from history.csv, and the whole call's wall time"
+    t = time.perf_counter()
+    run = train(data=str(df_file), image_dir=str(image_dir), arch=arch, size=a.size, bs=a.bs, epochs=a.epochs, lr=1e-3,
+                loss='wbce', frozen_epochs=0, num_workers=a.workers, cache_dir=str(cache_dir), device=str(dev),
+                swa=dict(start_epoch=a.epochs - 1, cycle_len=1), out=str(out), name=f'{arch}-{cudnn_benchmark}', progress=False,
+                cudnn_benchmark=cudnn_benchmark)
+    wall = time.perf_counter() - t
+    info = json.loads((run/'config.json').read_text())
+    hist = pd.read_csv(run/'history.csv')
+    n = info['n_train'] // a.bs * a.bs + info['n_valid']  # drop_last on train
+    secs = hist.seconds.to_numpy()[1:]
+    return dict(epoch_s=float(np.median(secs)), epoch_s_all=[float(s) for s in hist.seconds], images_per_epoch=n,
+                img_s=n / float(np.median(secs)), wall_s=wall, speed=info['speed'], f2_opt=[float(v) for v in hist.f2_opt],
+                results=json.loads((run/'results.json').read_text()), run=str(run))
+
+def plain_epochs(images, Y, train_idx, valid_idx, arch, a, dev, stats, cudnn_benchmark)->dict:
+    "A plain PyTorch loop over the GPU cache: train (gather, flip, normalize) + validate + F2 search, per epoch"
+    import timm
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = cudnn_benchmark, False
+    bf16 = dev.type == 'cuda'
+    g = torch.Generator(device='cpu').manual_seed(0)
+    m = timm.create_model(arch, num_classes=len(STYLES)).to(dev).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-3, **(dict(fused=True) if dev.type == 'cuda' else {}))
+    lossf = torch.nn.BCEWithLogitsLoss()
+    mean = torch.tensor(stats[0], device=dev).view(1, 3, 1, 1) * 255
+    std = torch.tensor(stats[1], device=dev).view(1, 3, 1, 1) * 255
+    Yd = torch.as_tensor(Y, device=dev)
+    def batch(rows, flip=True):
+        x = images[rows]                                   # (b, h, w, 3) uint8 on the device
+        if flip:
+            f = torch.rand(len(rows), device=dev) < 0.5
+            x = torch.where(f.view(-1, 1, 1, 1), x.flip(2), x)
+        x = x.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+        return (x.float() - mean) / std, Yd[rows]
+    tr, va = torch.as_tensor(train_idx, device=dev), torch.as_tensor(valid_idx, device=dev)
+    secs = []
+    for ep in range(a.epochs):
+        sync(dev); t = time.perf_counter()
+        m.train()
+        order = tr[torch.randperm(len(tr), generator=g).to(dev)]
+        for i in range(0, len(order) - a.bs + 1, a.bs):
+            x, y = batch(order[i:i + a.bs])
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16): loss = lossf(m(x).float(), y)
+            opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        m.eval(); preds = []
+        with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+            for i in range(0, len(va), a.bs):
+                x, _ = batch(va[i:i + a.bs], flip=False); preds.append(torch.sigmoid(m(x).float()))
+        p = torch.cat(preds).cpu().numpy()                 # one transfer per epoch
+        best_thresholds(p, Y[valid_idx], warn=False)
+        sync(dev); secs.append(time.perf_counter() - t)
+    n = len(train_idx) // a.bs * a.bs + len(valid_idx)
+    # ceiling: the same training step on one static batch
+    x, y = batch(tr[:a.bs]); iters = max(3, min(30, len(tr) // a.bs))
+    for k in range(2 * iters):
+        if k == iters: sync(dev); t = time.perf_counter()
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16): loss = lossf(m(x).float(), y)
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+    sync(dev); ceiling = a.bs * iters / (time.perf_counter() - t)
+    # inference from the cache, bf16 (the first pass tunes the kernels for the new batch shapes)
+    with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+        for rep in range(2):
+            sync(dev); t = time.perf_counter()
+            for i in range(0, len(va), 2 * a.bs): torch.sigmoid(m(batch(va[i:i + 2 * a.bs], flip=False)[0]).float())
+            sync(dev); infer = len(va) / (time.perf_counter() - t)
+    del m, opt
+    return dict(epoch_s=float(np.median(secs[1:])), epoch_s_all=secs, images_per_epoch=n, img_s=n / float(np.median(secs[1:])),
+                ceiling_train_img_s=ceiling, infer_cache_img_s=infer)
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--n', type=int, default=12000, help='number of JPEG files')
+    ap.add_argument('--img-size', type=int, default=500, help='side of the JPEG files')
+    ap.add_argument('--size', type=int, default=224, help='training size')
+    ap.add_argument('--bs', type=int, default=128)
+    ap.add_argument('--epochs', type=int, default=4)
+    ap.add_argument('--workers', type=int, default=None, help='processes building the cache (default: all CPUs)')
+    ap.add_argument('--archs', nargs='+', default=['densenet121', 'resnet18'])
+    ap.add_argument('--predict-n', type=int, default=4000, help='JPEGs tagged by `predict` for its images/s')
+    ap.add_argument('--dir', default=None, help='where the JPEGs go (default: data/bench/jpeg<img-size>-n<n>)')
+    ap.add_argument('--out', default=os.environ.get('OUT', '.'), help='folder of gpu_train_bench.json')
+    ap.add_argument('--cudnn-benchmark', type=int, nargs='+', default=[0, 1], help='cudnn.benchmark settings to time (0/1)')
+    ap.add_argument('--smoke', action='store_true', help='tiny, on the CPU: checks the code only')
+    a = ap.parse_args()
+    a.cudnn_benchmark = [bool(b) for b in a.cudnn_benchmark]
+    if a.smoke: a.n, a.img_size, a.size, a.bs, a.epochs, a.predict_n, a.archs = 96, 64, 32, 16, 3, 24, ['resnet18']
+    dev = torch.device('cuda' if torch.cuda.is_available() and not a.smoke else 'cpu')
+    warnings.filterwarnings('ignore', message='no positive')
+    import fastai, timm
+    res = dict(machine=dict(gpu=torch.cuda.get_device_name(dev) if dev.type == 'cuda' else None, cpu=platform.processor(),
+                            cpus=os.cpu_count(), torch=torch.__version__, fastai=fastai.__version__, timm=timm.__version__,
+                            python=platform.python_version()), args=vars(a), archs={})
+    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+    save = lambda: (out/'gpu_train_bench.json').write_text(json.dumps(res, indent=1, default=str))
+    print(f"device: {res['machine']['gpu'] or 'CPU (smoke test: figures mean nothing)'}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+          f"fastai {fastai.__version__}, timm {timm.__version__}", flush=True)
+    seed_everything(0)
+    dest = Path(a.dir) if a.dir else Path(tempfile.gettempdir())/'fashion_style_bench'/f'jpeg{a.img_size}-n{a.n}'
+    t = time.perf_counter(); df = make_jpegs(dest, a.n, a.img_size)
+    res['jpegs'] = dict(n=len(df), img_size=a.img_size, mb=sum(os.path.getsize(p) for p in df.path) / 1e6, made_s=time.perf_counter() - t)
+    print(f"{len(df)} synthetic JPEGs {a.img_size} px ({res['jpegs']['mb']:.0f} MB) ready in {res['jpegs']['made_s']:.1f} s", flush=True)
+    work = Path(tempfile.mkdtemp(prefix='gpu-train-bench-'))
+    try:
+        cache_dir = work/'cache'
+        t = time.perf_counter()
+        dls = fast_style_dls(df, size=a.size, bs=a.bs, device=dev, cache_dir=cache_dir, cache_device=dev, num_workers=a.workers,
+                             draft=False, progress=False)
+        build = time.perf_counter() - t
+        res['cache'] = dict(build_s=build, build_img_s=len(df) / build, gb=dls.cache.nbytes / 1e9)
+        print(f"cache build (decode + resize once, full decode): {build:.1f} s = {len(df) / build:.0f} images/s, "
+              f"{dls.cache.nbytes / 1e9:.2f} GB", flush=True)
+        images = dls.train.dataset.images
+        Y = dls.train.dataset.labels.cpu().numpy()
+        train_idx, valid_idx = dls.splits
+        stats = dls.cache_kwargs['stats']
+        for arch in a.archs:
+            r = res['archs'][arch] = {}
+            kinds = [(f'{k}_bench{int(b)}', k, b) for b in a.cudnn_benchmark for k in ('plain', 'project')]
+            for kind, k, b in kinds:
+                fn = ((lambda: plain_epochs(images, Y, train_idx, valid_idx, arch, a, dev, stats, b)) if k == 'plain' else
+                      (lambda: project_epochs(dest/'train.txt', dest/'images', arch, a, dev, cache_dir, work/'runs', b)))
+                try:
+                    if dev.type == 'cuda': torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats(dev)
+                    r[kind] = fn()
+                    if dev.type == 'cuda': r[kind]['gpu_peak_gb'] = torch.cuda.max_memory_allocated(dev) / 1e9
+                    print(f"{arch:12s} {kind:15s} epoch {r[kind]['epoch_s']:7.2f} s = {r[kind]['img_s']:8.0f} images/s "
+                          f"(train + valid, {r[kind]['images_per_epoch']} images; epochs {[round(s, 2) for s in r[kind]['epoch_s_all']]})", flush=True)
+                except Exception as e:
+                    import traceback; traceback.print_exc()
+                    r[kind] = dict(error=repr(e)[:500]); print(f"{arch:12s} {kind:15s} failed: {e!r}"[:400], flush=True)
+                save()
+            for b in a.cudnn_benchmark:
+                pl, pr = r.get(f'plain_bench{int(b)}', {}), r.get(f'project_bench{int(b)}', {})
+                if 'img_s' in pl and 'img_s' in pr:
+                    r[f'ratio_bench{int(b)}'] = pr['img_s'] / pl['img_s']
+                    print(f"{arch:12s} cudnn.benchmark={b}: project / plain = {pr['img_s'] / pl['img_s']:.3f}; plain training "
+                          f"ceiling (static batch) {pl['ceiling_train_img_s']:.0f} images/s; plain bf16 inference from the "
+                          f"cache {pl['infer_cache_img_s']:.0f} images/s", flush=True)
+            done = [v for k, v in r.items() if k.startswith('project') and 'img_s' in v]
+            if done:
+                best = max(done, key=lambda v: v['img_s'])
+                r['project'] = best
+                proj = PAPER_EPOCHS * PAPER_IMAGES / best['img_s'] + PAPER_IMAGES / res['cache']['build_img_s']
+                r['paper_recipe_projected_min'] = proj / 60
+                print(f"{arch:12s} the paper's recipe (31 epochs x 54,908 images + one cache build) at the faster project "
+                      f"rate: {proj / 60:.1f} min", flush=True)
+                # predict on the JPEG files (the local engine: decode in worker processes, the model on the device)
+                try:
+                    paths = list(df.path[:a.predict_n]); w = min(16, os.cpu_count())
+                    predict(paths[:2 * a.bs], r['project']['run'], bs=2 * a.bs, device=str(dev), num_workers=w, quiet=True)
+                    sync(dev); t = time.perf_counter()
+                    predict(paths, r['project']['run'], bs=2 * a.bs, device=str(dev), num_workers=w, quiet=True)
+                    sync(dev); r['predict_jpeg_img_s'] = len(paths) / (time.perf_counter() - t)
+                    print(f"{arch:12s} predict on {len(paths)} JPEG files ({w} workers): {r['predict_jpeg_img_s']:.0f} images/s", flush=True)
+                except Exception as e: r['predict_error'] = repr(e)[:400]; print(f"predict failed: {e!r}", flush=True)
+            save()
+        res['host_peak_rss_gb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+        print(f"peak host RSS of this process: {res['host_peak_rss_gb']:.2f} GB", flush=True)
+        save()
+    finally: shutil.rmtree(work, ignore_errors=True)
+
+if __name__ == '__main__': main()
