@@ -4,7 +4,9 @@ The real site is built by `nbdev_docs` (Quarto) on GitHub (.github/workflows/dep
 available everywhere, so `make docs` runs the same first half of that build and replaces only Quarto:
 
 1. what `nbdev_proc_nbs` does before rendering: write nbs/nbdev.yml from settings.ini, rebuild
-   fashion_style/_modidx.py, regenerate nbs/sidebar.yml (`nbdev_sidebar`), then run every page through nbdev's
+   fashion_style/_modidx.py, regenerate nbs/sidebar.yml (`nbdev_sidebar`, unless settings.ini says
+   `custom_sidebar = True`; a hand-written sidebar.yml that nbdev would replace is kept, the preview shows what
+   nbdev would make of it, and a note says so), then run every page through nbdev's
    own processors (`FilterDefaults`) into `_proc/`. That re-executes each notebook's export, import and
    `show_doc` cells, exactly as the docs build does (other cells keep their saved outputs: nbdev ignores test
    flags here, so a `#| slow` cell runs too if it contains an import). A stub named `quarto` is put on PATH when there is no Quarto, so nbdev does
@@ -123,16 +125,70 @@ def summarize_failure(err):
                 'show_doc cells), without the cells before it: put the import in a cell of its own')
     return res
 
+def _sidebar_shape(text):
+    "The section names and the order of the files a sidebar.yml lists"
+    import yaml
+    try: contents = yaml.safe_load(text)['website']['sidebar']['contents']
+    except Exception: return None, None
+    sections, files = [], []
+    def walk(items):
+        for it in items or []:
+            if isinstance(it, str): files.append(it)
+            elif isinstance(it, dict):
+                if 'section' in it: sections.append(str(it['section']))
+                if it.get('href'): files.append(it['href'])
+                walk(it.get('contents'))
+    walk(contents)
+    return sections, files
+
+def refresh_sidebar(cfg, nbs):
+    """nbdev's sidebar step: with `custom_sidebar = False` in settings.ini, nbdev (and so `nbdev_docs`) writes
+    nbs/sidebar.yml from the notebooks found. Return the sidebar text the site will have. A sidebar.yml that was
+    written by hand (sections or an order nbdev would not make) is not overwritten here, but the preview uses
+    nbdev's version, as the real build would, and a note says how to keep the hand-written one."""
+    import contextlib, io
+    from nbdev.quarto import nbdev_sidebar
+    f = nbs/'sidebar.yml'
+    if cfg.custom_sidebar: return f.read_text() if f.exists() else None
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf): nbdev_sidebar.__wrapped__(path=nbs, printit=True)
+    generated = buf.getvalue().rstrip('\n') + '\n'
+    existing = f.read_text() if f.exists() else None
+    if existing is None or existing.strip() == generated.strip(): f.write_text(generated); return generated
+    (old_sections, old_files), (new_sections, new_files) = _sidebar_shape(existing), _sidebar_shape(generated)
+    common = [x for x in (old_files or []) if x in (new_files or [])]
+    hand_made = old_sections is None or set(old_sections) - set(new_sections) or common != [x for x in new_files if x in common]
+    if not hand_made: f.write_text(generated); return generated   # a stale generated sidebar: nbdev rewrites it
+    log('NOTE: nbs/sidebar.yml is written by hand (its sections or order differ from what nbdev generates), but '
+        'settings.ini has custom_sidebar = False, so nbdev_docs replaces it with a generated one. This preview shows '
+        'the generated sidebar and leaves nbs/sidebar.yml as it is; set custom_sidebar = True in settings.ini to '
+        'publish the hand-written one.')
+    return generated
+
+def check_custom_sidebar(cfg, sidebar_text, pages):
+    "With `custom_sidebar = True` the sidebar is kept by hand: every page must be listed, and only pages"
+    if not cfg.custom_sidebar: return []
+    _, files = _sidebar_shape(sidebar_text or '')
+    if files is None: return []   # not valid YAML: reported with the other configuration files
+    missing = [p for p in pages if p not in files]
+    unknown = [x for x in files if x not in pages]
+    probs = []
+    if missing: probs.append('nbs/sidebar.yml does not list ' + ', '.join(missing) + ' (settings.ini has custom_sidebar = '
+                             'True, so the sidebar is kept by hand and Quarto would leave these pages out of it)')
+    if unknown: probs.append('nbs/sidebar.yml lists ' + ', '.join(unknown) + ', which are not pages of the site '
+                             '(renamed or removed notebooks?)')
+    return probs
+
 def nbdev_process(cfg, nbs, n_workers, force, nb_timeout):
     "nbdev_proc_nbs, step by step: config files, module index, sidebar, then each page into _proc/"
-    from nbdev.quarto import refresh_quarto_yml, nbdev_sidebar
+    from nbdev.quarto import refresh_quarto_yml
     from nbdev.doclinks import _build_modidx, nbglob
     from nbdev.serve import _proc_file
     import nbdev.serve
     t0 = time.time()
     refresh_quarto_yml()
     _build_modidx()
-    nbdev_sidebar.__wrapped__(path=nbs)
+    sidebar_text = refresh_sidebar(cfg, nbs)
     cache = cfg.config_path/'_proc'
     files = nbglob(nbs, func=Path, file_glob='', file_re='')
     for extra in ('_quarto.yml', '_brand.yml'):
@@ -159,7 +215,7 @@ def nbdev_process(cfg, nbs, n_workers, force, nb_timeout):
         finally: workers.close()
     cache.touch()
     if items: log(f'docs: nbdev processing took {time.time()-t0:.0f} s')
-    return cache, failures, import_warnings
+    return cache, failures, import_warnings, sidebar_text
 
 # ---------------------------------------------------------------- step 2: Quarto's part, emulated
 def frontmatter(nb):
@@ -324,10 +380,10 @@ def rewrite_links(body, page_src, pages, site_url):
         return url
     return re.sub(r'(\s(?:href|src)=")([^"]*)(")', lambda m: m.group(1) + html.escape(_target(html.unescape(m.group(2)))) + m.group(3), body)
 
-def sidebar_entries(nbs, pages):
-    "The sidebar as nbdev wrote it in sidebar.yml: a list of page sources and sections"
+def sidebar_entries(nbs, pages, text=None):
+    "The sidebar as nbdev wrote it in sidebar.yml (or `text`): a list of page sources and sections"
     import yaml
-    try: contents = yaml.safe_load((nbs/'sidebar.yml').read_text())['website']['sidebar']['contents']
+    try: contents = yaml.safe_load(text if text is not None else (nbs/'sidebar.yml').read_text())['website']['sidebar']['contents']
     except Exception: contents = []
     def _norm(items):
         res = []
@@ -413,7 +469,7 @@ def build(out_dir, n_workers=2, force=False, nb_timeout=120):
     cfg = get_config()
     nbs = cfg.nbs_path
     problems = []
-    cache, failures, import_warnings = nbdev_process(cfg, nbs, n_workers, force, nb_timeout)
+    cache, failures, import_warnings, sidebar_text = nbdev_process(cfg, nbs, n_workers, force, nb_timeout)
     for f in ('_quarto.yml', 'nbdev.yml', 'sidebar.yml'):
         p = nbs/f
         if not p.exists(): problems.append(f'nbs/{f} is missing (Quarto needs it)'); continue
@@ -470,7 +526,8 @@ def build(out_dir, n_workers=2, force=False, nb_timeout=120):
     try: site_title = str(yaml.safe_load((nbs/'nbdev.yml').read_text())['website']['title'])
     except Exception: site_title = cfg.get('title', cfg.lib_name)
     site_url = (cfg.get('doc_host', '').rstrip('/') + '/' + cfg.get('doc_baseurl', '').strip('/')).rstrip('/') + '/'
-    entries = sidebar_entries(nbs, pages)
+    entries = sidebar_entries(nbs, pages, sidebar_text)
+    problems += check_custom_sidebar(cfg, sidebar_text, list(pages))
     exporter = HTMLExporter(extra_template_basedirs=[str(template_dir.parent)], template_name=template_dir.name,
                             exclude_input_prompt=True, exclude_output_prompt=True)
     exporter.log.setLevel('ERROR')  # not the 'alternative text is missing' note for every plot
