@@ -17,11 +17,12 @@ from fastai.callback.tracker import SaveModelCallback
 from fastai.callback.progress import ProgressCallback
 from fastai.callback.schedule import ParamScheduler
 from fastai.callback.fp16 import AMPMode
-from fastai.learner import _maybe_item
+from fastai.learner import _maybe_item, SkipToEpoch
 from fastai.torch_core import to_device, rank_distrib
 
 # %% auto #0
-__all__ = ['cyclic_lr', 'WeightAverage', 'update_bn', 'save_safetensors', 'load_safetensors', 'SWACallback', 'plot_swa_f2']
+__all__ = ['cyclic_lr', 'WeightAverage', 'update_bn', 'save_safetensors', 'load_safetensors', 'epoch_skipped', 'SWACallback',
+           'plot_swa_f2']
 
 # %% ../../nbs/06_callback.swa.ipynb #d5ebde69
 def cyclic_lr(pos:float,           # fraction of the cycle done, 0 (first batch) to 1 (last batch)
@@ -102,6 +103,10 @@ def load_safetensors(model:nn.Module, fname, strict:bool=True)->nn.Module:
     return model
 
 # %% ../../nbs/06_callback.swa.ipynb #49d6b93a
+def epoch_skipped(cb:Callback)->bool:
+    "Whether the current epoch is one that fastai's `SkipToEpoch` skips (a fit resumed with `start_epoch`)"
+    return cb.epoch < next((c._skip_to for c in cb.learn.cbs if isinstance(c, SkipToEpoch)), 0)
+
 class SWACallback(Callback):
     "Cyclic learning rate and eq. (6) weight averaging from `start_epoch`; BN update, validation and save after fit"
     order = SaveModelCallback.order + 1  # after_fit after the best checkpoint has been reloaded
@@ -163,6 +168,7 @@ class SWACallback(Callback):
         self.opt.set_hyper('lr', list(cyclic_lr(pos, self.lrs_max, self.lrs_min, self.anneal)))
 
     def after_epoch(self):
+        if epoch_skipped(self): return  # an epoch a resumed fit skips did not train
         if self._in_swa() and (self.epoch - self.start_epoch + 1) % self.cycle_len == 0: self.average.update(self.model)
 
     @property
