@@ -28,26 +28,45 @@ from fashion_style.core import STYLES, seed_everything
 from fashion_style.metrics import best_thresholds
 from fashion_style.fastdata import fast_style_dls
 from fashion_style.train import train
-from fashion_style.inference import predict
+
 
 PAPER_IMAGES, PAPER_EPOCHS = 54_908, 31  # JD development set; 7 frozen + 24 unfrozen epochs (frozen ones are cheaper)
 
 def sync(dev):
     if dev.type == 'cuda': torch.cuda.synchronize(dev)
 
-def project_epochs(df_file, image_dir, arch, a, dev, cache_dir, out, cudnn_benchmark)->dict:
+class PhaseTimer:
+    "A fastai callback (built lazily) timing each epoch's training, validation and end-of-epoch work (device synced)"
+    def __new__(cls, dev):
+        from fastai.callback.core import Callback
+        class _PhaseTimer(Callback):
+            order = 200  # after every other callback's after_epoch
+            def __init__(self): self.rows = []
+            def _t(self): sync(dev); return time.perf_counter()
+            def before_epoch(self): self.t = {'start': self._t()}
+            def after_train(self): self.t['train'] = self._t()
+            def after_validate(self): self.t['valid'] = self._t()
+            def after_epoch(self):
+                if 'train' not in self.t: return  # a skipped epoch
+                end = self._t(); t = self.t
+                self.rows.append(dict(train_s=t['train'] - t['start'], valid_s=t['valid'] - t['train'], epoch_end_s=end - t['valid']))
+        return _PhaseTimer()
+
+def project_epochs(df_file, image_dir, arch, a, dev, cache_dir, out, cudnn_benchmark, **extra)->dict:
     "The project's `train` on the JPEGs: per-epoch seconds from history.csv, and the whole call's wall time"
+    timer = PhaseTimer(dev)
     t = time.perf_counter()
     run = train(data=str(df_file), image_dir=str(image_dir), arch=arch, size=a.size, bs=a.bs, epochs=a.epochs, lr=1e-3,
                 loss='wbce', frozen_epochs=0, num_workers=a.workers, cache_dir=str(cache_dir), device=str(dev),
-                swa=dict(start_epoch=a.epochs - 1, cycle_len=1), out=str(out), name=f'{arch}-{cudnn_benchmark}', progress=False,
-                cudnn_benchmark=cudnn_benchmark)
+                swa=dict(start_epoch=a.epochs - 1, cycle_len=1), out=str(out), progress=False, cudnn_benchmark=cudnn_benchmark,
+                cbs=[timer], **{'name': f'{arch}-{cudnn_benchmark}', **extra})
     wall = time.perf_counter() - t
     info = json.loads((run/'config.json').read_text())
     hist = pd.read_csv(run/'history.csv')
     n = info['n_train'] // a.bs * a.bs + info['n_valid']  # drop_last on train
     secs = hist.seconds.to_numpy()[1:]
-    return dict(epoch_s=float(np.median(secs)), epoch_s_all=[float(s) for s in hist.seconds], images_per_epoch=n,
+    phases = pd.DataFrame(timer.rows).iloc[1:].median().round(3).to_dict()  # the first epoch tunes kernels
+    return dict(epoch_s=float(np.median(secs)), epoch_s_all=[float(s) for s in hist.seconds], images_per_epoch=n, phases=phases,
                 img_s=n / float(np.median(secs)), wall_s=wall, speed=info['speed'], f2_opt=[float(v) for v in hist.f2_opt],
                 results=json.loads((run/'results.json').read_text()), run=str(run))
 
@@ -71,7 +90,7 @@ def plain_epochs(images, Y, train_idx, valid_idx, arch, a, dev, stats, cudnn_ben
         x = x.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
         return (x.float() - mean) / std, Yd[rows]
     tr, va = torch.as_tensor(train_idx, device=dev), torch.as_tensor(valid_idx, device=dev)
-    secs = []
+    secs, tsecs = [], []
     for ep in range(a.epochs):
         sync(dev); t = time.perf_counter()
         m.train()
@@ -80,6 +99,7 @@ def plain_epochs(images, Y, train_idx, valid_idx, arch, a, dev, stats, cudnn_ben
             x, y = batch(order[i:i + a.bs])
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16): loss = lossf(m(x).float(), y)
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        sync(dev); tsecs.append(time.perf_counter() - t)
         m.eval(); preds = []
         with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
             for i in range(0, len(va), a.bs):
@@ -102,7 +122,8 @@ def plain_epochs(images, Y, train_idx, valid_idx, arch, a, dev, stats, cudnn_ben
             for i in range(0, len(va), 2 * a.bs): torch.sigmoid(m(batch(va[i:i + 2 * a.bs], flip=False)[0]).float())
             sync(dev); infer = len(va) / (time.perf_counter() - t)
     del m, opt
-    return dict(epoch_s=float(np.median(secs[1:])), epoch_s_all=secs, images_per_epoch=n, img_s=n / float(np.median(secs[1:])),
+    phases = dict(train_s=round(float(np.median(tsecs[1:])), 3), valid_s=round(float(np.median(np.subtract(secs, tsecs)[1:])), 3))
+    return dict(epoch_s=float(np.median(secs[1:])), epoch_s_all=secs, images_per_epoch=n, img_s=n / float(np.median(secs[1:])), phases=phases,
                 ceiling_train_img_s=ceiling, infer_cache_img_s=infer)
 
 def main():
@@ -118,10 +139,12 @@ def main():
     ap.add_argument('--dir', default=None, help='where the JPEGs go (default: data/bench/jpeg<img-size>-n<n>)')
     ap.add_argument('--out', default=os.environ.get('OUT', '.'), help='folder of gpu_train_bench.json')
     ap.add_argument('--cudnn-benchmark', type=int, nargs='+', default=[0, 1], help='cudnn.benchmark settings to time (0/1)')
+    ap.add_argument('--checkpoint-cost', action='store_true', help='also time the project without per-epoch checkpoints')
     ap.add_argument('--smoke', action='store_true', help='tiny, on the CPU: checks the code only')
     a = ap.parse_args()
     a.cudnn_benchmark = [bool(b) for b in a.cudnn_benchmark]
     if a.smoke: a.n, a.img_size, a.size, a.bs, a.epochs, a.predict_n, a.archs = 96, 64, 32, 16, 3, 24, ['resnet18']
+    if not a.predict_n: print("predict timing skipped (--predict-n 0)")
     dev = torch.device('cuda' if torch.cuda.is_available() and not a.smoke else 'cpu')
     warnings.filterwarnings('ignore', message='no positive')
     import fastai, timm
@@ -154,18 +177,21 @@ def main():
         for arch in a.archs:
             r = res['archs'][arch] = {}
             kinds = [(f'{k}_bench{int(b)}', k, b) for b in a.cudnn_benchmark for k in ('plain', 'project')]
+            if a.checkpoint_cost: kinds.append((f'project_bench{int(a.cudnn_benchmark[-1])}_nockpt', 'nockpt', a.cudnn_benchmark[-1]))
             for kind, k, b in kinds:
                 fn = ((lambda: plain_epochs(images, Y, train_idx, valid_idx, arch, a, dev, stats, b)) if k == 'plain' else
-                      (lambda: project_epochs(dest/'train.txt', dest/'images', arch, a, dev, cache_dir, work/'runs', b)))
+                      (lambda: project_epochs(dest/'train.txt', dest/'images', arch, a, dev, cache_dir, work/'runs', b,
+                                              **(dict(checkpoint_every=0, name=f'{arch}-nockpt') if k == 'nockpt' else {}))))
                 try:
                     if dev.type == 'cuda': torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats(dev)
                     r[kind] = fn()
                     if dev.type == 'cuda': r[kind]['gpu_peak_gb'] = torch.cuda.max_memory_allocated(dev) / 1e9
-                    print(f"{arch:12s} {kind:15s} epoch {r[kind]['epoch_s']:7.2f} s = {r[kind]['img_s']:8.0f} images/s "
-                          f"(train + valid, {r[kind]['images_per_epoch']} images; epochs {[round(s, 2) for s in r[kind]['epoch_s_all']]})", flush=True)
+                    print(f"{arch:12s} {kind:22s} epoch {r[kind]['epoch_s']:7.2f} s = {r[kind]['img_s']:8.0f} images/s "
+                          f"(train + valid, {r[kind]['images_per_epoch']} images; epochs {[round(s, 2) for s in r[kind]['epoch_s_all']]}; "
+                          f"median phases {r[kind]['phases']})", flush=True)
                 except Exception as e:
                     import traceback; traceback.print_exc()
-                    r[kind] = dict(error=repr(e)[:500]); print(f"{arch:12s} {kind:15s} failed: {e!r}"[:400], flush=True)
+                    r[kind] = dict(error=repr(e)[:500]); print(f"{arch:12s} {kind:22s} failed: {e!r}"[:400], flush=True)
                 save()
             for b in a.cudnn_benchmark:
                 pl, pr = r.get(f'plain_bench{int(b)}', {}), r.get(f'project_bench{int(b)}', {})
@@ -174,7 +200,7 @@ def main():
                     print(f"{arch:12s} cudnn.benchmark={b}: project / plain = {pr['img_s'] / pl['img_s']:.3f}; plain training "
                           f"ceiling (static batch) {pl['ceiling_train_img_s']:.0f} images/s; plain bf16 inference from the "
                           f"cache {pl['infer_cache_img_s']:.0f} images/s", flush=True)
-            done = [v for k, v in r.items() if k.startswith('project') and 'img_s' in v]
+            done = [v for k, v in r.items() if k.startswith('project') and not k.endswith('nockpt') and 'img_s' in v]
             if done:
                 best = max(done, key=lambda v: v['img_s'])
                 r['project'] = best
@@ -183,14 +209,16 @@ def main():
                 print(f"{arch:12s} the paper's recipe (31 epochs x 54,908 images + one cache build) at the faster project "
                       f"rate: {proj / 60:.1f} min", flush=True)
                 # predict on the JPEG files (the local engine: decode in worker processes, the model on the device)
-                try:
+                if a.predict_n: 
+                  try:
+                    from fashion_style.inference import predict
                     paths = list(df.path[:a.predict_n]); w = min(16, os.cpu_count())
                     predict(paths[:2 * a.bs], r['project']['run'], bs=2 * a.bs, device=str(dev), num_workers=w, quiet=True)
                     sync(dev); t = time.perf_counter()
                     predict(paths, r['project']['run'], bs=2 * a.bs, device=str(dev), num_workers=w, quiet=True)
                     sync(dev); r['predict_jpeg_img_s'] = len(paths) / (time.perf_counter() - t)
                     print(f"{arch:12s} predict on {len(paths)} JPEG files ({w} workers): {r['predict_jpeg_img_s']:.0f} images/s", flush=True)
-                except Exception as e: r['predict_error'] = repr(e)[:400]; print(f"predict failed: {e!r}", flush=True)
+                  except Exception as e: r['predict_error'] = repr(e)[:400]; print(f"predict failed: {e!r}", flush=True)
             save()
         res['host_peak_rss_gb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
         print(f"peak host RSS of this process: {res['host_peak_rss_gb']:.2f} GB", flush=True)
