@@ -29,7 +29,9 @@ test: install check-sync
 	 else f=$$(grep -c '^==>' .nbdev_test.log); echo "nbdev_test: $$((n-f)) passed, $$f failed"; exit 1; fi
 	@$(MAKE) --no-print-directory docs-test
 
+# the slow cells too, with the optional Ray engine installed (pinned like the rest)
 test-slow: install
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,ray]'
 	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --flags slow --timing
 
 check-sync: install

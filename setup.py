@@ -22,6 +22,8 @@ requirements = shlex.split(cfg.get('requirements', ''))
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 dev_requirements = (cfg.get('dev_requirements') or '').split()
+# the optional Ray Data engine: `ray_requirements` in settings.ini -> pip install "fashion_style[ray]"
+extras = {'dev': dev_requirements, 'ray': shlex.split(cfg.get('ray_requirements', ''))}
 
 setuptools.setup(
     name = cfg['lib_name'],
@@ -35,7 +37,7 @@ setuptools.setup(
     packages = setuptools.find_packages(),
     include_package_data = True,
     install_requires = requirements,
-    extras_require={ 'dev': dev_requirements },
+    extras_require = extras,
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),
