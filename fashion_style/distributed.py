@@ -144,7 +144,7 @@ def shard_positions(n:int, # samples in the epoch
         pos = np.concatenate([pos, full*B + rank*m + np.arange(m)])
     return pos % n if n else pos
 
-# %% ../nbs/07a_distributed.ipynb #603b83ae
+# %% ../nbs/07a_distributed.ipynb #add2f991
 class DistributedDL(TfmdDL):
     "A fastai `DataLoader`'s share for one process: global batch g is batch g of `bs x world_size`, split; outputs gathered in order"
     def __init__(self, dl, # the loader to split (batch size per process: `dl.bs`)
@@ -203,7 +203,7 @@ class DistributedCacheDL(DistributedDL):
         dl = self.dl
         self.randomize(); self.before_iter()
         idxs = np.asarray(dl.get_idxs(), dtype=np.int64)
-        flips = np.random.default_rng(dl.rng.getrandbits(64)).random(len(idxs)) < dl.flip_p  # as `CacheDL.__iter__`
+        flips = np.random.default_rng(dl.rng.getrandbits(64)).random(len(idxs)) < dl.flip_p  # as `CacheDL` does in `__iter__`
         pos = self._positions(len(idxs))
         batches = CacheDL._raw_batches(_Share(dl, len(self)), idxs[pos], flips[pos])
         if dl.prefetch > 0: batches = _prefetched(batches, dl.prefetch)
