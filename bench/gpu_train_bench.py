@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dataload_bench import make_jpegs  # noqa: E402
+from fastai.callback.core import Callback
 from fashion_style.core import STYLES, seed_everything
 from fashion_style.metrics import best_thresholds
 from fashion_style.fastdata import fast_style_dls
@@ -35,22 +36,18 @@ PAPER_IMAGES, PAPER_EPOCHS = 54_908, 31  # JD development set; 7 frozen + 24 unf
 def sync(dev):
     if dev.type == 'cuda': torch.cuda.synchronize(dev)
 
-class PhaseTimer:
-    "A fastai callback (built lazily) timing each epoch's training, validation and end-of-epoch work (device synced)"
-    def __new__(cls, dev):
-        from fastai.callback.core import Callback
-        class _PhaseTimer(Callback):
-            order = 200  # after every other callback's after_epoch
-            def __init__(self): self.rows = []
-            def _t(self): sync(dev); return time.perf_counter()
-            def before_epoch(self): self.t = {'start': self._t()}
-            def after_train(self): self.t['train'] = self._t()
-            def after_validate(self): self.t['valid'] = self._t()
-            def after_epoch(self):
-                if 'train' not in self.t: return  # a skipped epoch
-                end = self._t(); t = self.t
-                self.rows.append(dict(train_s=t['train'] - t['start'], valid_s=t['valid'] - t['train'], epoch_end_s=end - t['valid']))
-        return _PhaseTimer()
+class PhaseTimer(Callback):
+    "Time each epoch's training, validation and end-of-epoch work (device synced)"
+    order = 200  # after every other callback's after_epoch
+    def __init__(self, dev): self.dev, self.rows = dev, []
+    def _t(self): sync(self.dev); return time.perf_counter()
+    def before_epoch(self): self.t = {'start': self._t()}
+    def after_train(self): self.t['train'] = self._t()
+    def after_validate(self): self.t['valid'] = self._t()
+    def after_epoch(self):
+        if 'train' not in self.t: return  # an epoch a resumed fit skips
+        end, t = self._t(), self.t
+        self.rows.append(dict(train_s=t['train'] - t['start'], valid_s=t['valid'] - t['train'], epoch_end_s=end - t['valid']))
 
 def project_epochs(df_file, image_dir, arch, a, dev, cache_dir, out, cudnn_benchmark, **extra)->dict:
     "The project's `train` on the JPEGs: per-epoch seconds from history.csv, and the whole call's wall time"
