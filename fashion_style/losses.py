@@ -64,7 +64,7 @@ def wbce_weights(pos_counts, # positives per class in the training split (list, 
     w = alpha ** -np.log(np.maximum(n, 1))
     return w / w.mean() if normalize else w
 
-# %% ../nbs/04_losses.ipynb #01571c10
+# %% ../nbs/04_losses.ipynb #af8fdf2d
 class _BCEModule(nn.Module):
     "Binary cross-entropy on logits with optional per-class weights"
     def __init__(self, weight=None, reduction:str='mean'):
@@ -74,8 +74,9 @@ class _BCEModule(nn.Module):
 
     def forward(self, inp, targ):
         inp, targ = _prep(inp, targ)
-        w = None if self.weight is None else self.weight.to(inp.device)
-        return F.binary_cross_entropy_with_logits(inp, targ, weight=w, reduction=self.reduction)
+        if self.weight is not None and self.weight.device != inp.device:
+            self.weight = self.weight.to(inp.device)  # once: copying host data to a GPU each batch would make the host wait
+        return F.binary_cross_entropy_with_logits(inp, targ, weight=self.weight, reduction=self.reduction)
 
 class BCE(MultiLabelLoss):
     "Plain binary cross-entropy on logits, flattened, with sigmoid `activation` and `decodes` by `thresh`"

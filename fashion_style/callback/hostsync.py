@@ -15,11 +15,12 @@ from fastai.callback.core import Callback, GatherPredsCallback
 # %% auto #0
 __all__ = ['HostSyncs']
 
-# %% ../../nbs/06a_callback.hostsync.ipynb #74eecda1
+# %% ../../nbs/06a_callback.hostsync.ipynb #6c859f17
 _READS = frozenset({'item', 'tolist', 'numpy', 'cpu', '__bool__', '__float__', '__int__', '__index__', '__format__',
                     '__repr__', '__str__', 'nonzero', 'argwhere', 'masked_select', 'unique', 'unique_consecutive',
                     'equal', 'allclose', 'repeat_interleave'})
 _COPIES = frozenset({'to', 'cuda', 'tensor', 'as_tensor'})
+_HOST_RESULTS = frozenset({'cpu', 'numpy', 'tolist', 'item', 'copy_'})  # `copy_` returns its destination: as it was
 _DEVICE_TYPES = ('cpu', 'cuda', 'mps', 'xpu', 'hpu', 'meta')
 _HERE = os.path.dirname(os.path.abspath(__file__)) if '__file__' in globals() else ''
 _TORCH = os.path.dirname(os.path.abspath(torch.__file__))
@@ -39,7 +40,7 @@ def _caller()->tuple:
         return f"{short}:{f.lineno} in {f.name}", (f.line or '').strip()
     return '?', ''
 
-# %% ../../nbs/06a_callback.hostsync.ipynb #87c793e7
+# %% ../../nbs/06a_callback.hostsync.ipynb #d47945bf
 class _DeviceTensors(TorchFunctionMode):
     "Follows the tensors that live on the training device and records host syncs made with them"
     def __init__(self, record):
@@ -73,8 +74,10 @@ class _DeviceTensors(TorchFunctionMode):
         if name in _COPIES and not dev and blocking:
             if name in ('tensor', 'as_tensor'): return 'copy to device' if kwargs.get('device') is not None else None
             if ins and (name == 'cuda' or any(_names_device(a) for a in (*args[1:], *kwargs.values()))): return 'copy to device'
-        if name == 'copy_' and len(ins) >= 2 and self.on_device(ins[0]) and not self.on_device(ins[1]) \
-           and blocking and not (len(args) > 2 and args[2] is True): return 'copy to device'
+        if name == 'copy_' and len(ins) >= 2 and blocking and not (len(args) > 2 and args[2] is True):
+            dst, src = self.on_device(ins[0]), self.on_device(ins[1])
+            if dst and not src: return 'copy to device'
+            if src and not dst: return 'read'   # into a host buffer, waiting for it
         return None
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -85,6 +88,7 @@ class _DeviceTensors(TorchFunctionMode):
         kind = self._kind(name, args, kwargs, ins, dev)
         if kind: self.record(kind, name, *_caller())
         out = func(*args, **kwargs)
+        if name in _HOST_RESULTS: return out  # their results are on the host
         if dev or kind == 'copy to device' or (not ins and kwargs.get('device') is not None):
             for o in tree_flatten(out)[0]: self.mark(o)
         return out
