@@ -16,6 +16,9 @@ bf16 inference images/s from the GPU cache, peak host and GPU memory, and the pr
 DenseNet121 recipe (31 epochs over 54,908 images, every epoch validated) at the measured rate.
 
 The JPEGs are synthetic (garments drawn by `fashion_style.synth`, enlarged with pixel noise, quality 90), made once.
+`--sync-count` adds one more project run per architecture in which CUDA itself counts the synchronising calls
+(`torch.cuda.set_sync_debug_mode('warn')`) of each training and validation phase; `--progress` runs the project with
+its progress bars on, as a user would. `bench/gpu_run.sh` runs this script (and an optional baseline) in one command.
 Prints a table and writes `$OUT/gpu_train_bench.json` (or `--out`). `--smoke` runs everything tiny on the CPU
 (fp32) to check the code: its figures mean nothing.
 Run on a GPU machine: `python bench/gpu_train_bench.py --n 12000 --img-size 500`."""
@@ -49,14 +52,33 @@ class PhaseTimer(Callback):
         end, t = self._t(), self.t
         self.rows.append(dict(train_s=t['train'] - t['start'], valid_s=t['valid'] - t['train'], epoch_end_s=end - t['valid']))
 
-def project_epochs(df_file, image_dir, arch, a, dev, cache_dir, out, cudnn_benchmark, **extra)->dict:
+class SyncCount(Callback):
+    "CUDA's own count of synchronising calls (`torch.cuda.set_sync_debug_mode('warn')`) in each epoch's training and validation, first epoch left out"
+    order = 201
+    def __init__(self, dev): self.dev, self.rows = dev, []
+    def before_train(self): self._start()
+    def before_validate(self): self._start()
+    def after_train(self): self._stop('train')
+    def after_validate(self): self._stop('valid')
+    def _start(self):
+        self._w = None
+        if self.dev.type != 'cuda' or self.epoch == 0: return
+        self._ctx = warnings.catch_warnings(record=True); self._w = self._ctx.__enter__()
+        warnings.simplefilter('always'); torch.cuda.set_sync_debug_mode('warn')
+    def _stop(self, phase):
+        if self._w is None: return
+        torch.cuda.set_sync_debug_mode('default'); self._ctx.__exit__(None, None, None)
+        n = sum('synchroniz' in str(w.message) for w in self._w)
+        self.rows.append(dict(epoch=self.epoch, phase=phase, syncs=n, batches=len(self.dl)))
+
+def project_epochs(df_file, image_dir, arch, a, dev, cache_dir, out, cudnn_benchmark, sync_count=False, **extra)->dict:
     "The project's `train` on the JPEGs: per-epoch seconds from history.csv, and the whole call's wall time"
-    timer = PhaseTimer(dev)
+    timer, syncs = PhaseTimer(dev), SyncCount(dev)
     t = time.perf_counter()
     run = train(data=str(df_file), image_dir=str(image_dir), arch=arch, size=a.size, bs=a.bs, epochs=a.epochs, lr=1e-3,
                 loss='wbce', frozen_epochs=0, num_workers=a.workers, cache_dir=str(cache_dir), device=str(dev),
-                swa=dict(start_epoch=a.epochs - 1, cycle_len=1), out=str(out), progress=False, cudnn_benchmark=cudnn_benchmark,
-                cbs=[timer], **{'name': f'{arch}-{cudnn_benchmark}', **extra})
+                swa=dict(start_epoch=a.epochs - 1, cycle_len=1), out=str(out), progress=a.progress, cudnn_benchmark=cudnn_benchmark,
+                cbs=[timer] + ([syncs] if sync_count else []), **{'name': f'{arch}-{cudnn_benchmark}', **extra})
     wall = time.perf_counter() - t
     info = json.loads((run/'config.json').read_text())
     hist = pd.read_csv(run/'history.csv')
@@ -65,7 +87,7 @@ def project_epochs(df_file, image_dir, arch, a, dev, cache_dir, out, cudnn_bench
     phases = pd.DataFrame(timer.rows).iloc[1:].median().round(3).to_dict()  # the first epoch tunes kernels
     return dict(epoch_s=float(np.median(secs)), epoch_s_all=[float(s) for s in hist.seconds], images_per_epoch=n, phases=phases,
                 img_s=n / float(np.median(secs)), wall_s=wall, speed=info['speed'], f2_opt=[float(v) for v in hist.f2_opt],
-                results=json.loads((run/'results.json').read_text()), run=str(run))
+                results=json.loads((run/'results.json').read_text()), run=str(run), cuda_syncs=syncs.rows or None)
 
 def plain_epochs(images, Y, train_idx, valid_idx, arch, a, dev, stats, cudnn_benchmark)->dict:
     "A plain PyTorch loop over the GPU cache: train (gather, flip, normalize) + validate + F2 search, per epoch"
@@ -137,6 +159,9 @@ def main():
     ap.add_argument('--out', default=os.environ.get('OUT', '.'), help='folder of gpu_train_bench.json')
     ap.add_argument('--cudnn-benchmark', type=int, nargs='+', default=[0, 1], help='cudnn.benchmark settings to time (0/1)')
     ap.add_argument('--checkpoint-cost', action='store_true', help='also time the project without per-epoch checkpoints')
+    ap.add_argument('--progress', action='store_true', help="the project's runs with their progress bars on")
+    ap.add_argument('--sync-count', action='store_true', help="count CUDA's synchronising calls in the project's epochs (after "
+                    "the timed runs: a separate run, since the count slows each call down)")
     ap.add_argument('--smoke', action='store_true', help='tiny, on the CPU: checks the code only')
     a = ap.parse_args()
     a.cudnn_benchmark = [bool(b) for b in a.cudnn_benchmark]
@@ -175,14 +200,20 @@ def main():
             r = res['archs'][arch] = {}
             kinds = [(f'{k}_bench{int(b)}', k, b) for b in a.cudnn_benchmark for k in ('plain', 'project')]
             if a.checkpoint_cost: kinds.append((f'project_bench{int(a.cudnn_benchmark[-1])}_nockpt', 'nockpt', a.cudnn_benchmark[-1]))
+            if a.sync_count: kinds.append((f'project_bench{int(a.cudnn_benchmark[-1])}_syncs', 'syncs', a.cudnn_benchmark[-1]))
             for kind, k, b in kinds:
                 fn = ((lambda: plain_epochs(images, Y, train_idx, valid_idx, arch, a, dev, stats, b)) if k == 'plain' else
                       (lambda: project_epochs(dest/'train.txt', dest/'images', arch, a, dev, cache_dir, work/'runs', b,
-                                              **(dict(checkpoint_every=0, name=f'{arch}-nockpt') if k == 'nockpt' else {}))))
+                                              **(dict(checkpoint_every=0, name=f'{arch}-nockpt') if k == 'nockpt' else
+                                                 dict(sync_count=True, name=f'{arch}-syncs') if k == 'syncs' else {}))))
                 try:
                     if dev.type == 'cuda': torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats(dev)
                     r[kind] = fn()
                     if dev.type == 'cuda': r[kind]['gpu_peak_gb'] = torch.cuda.max_memory_allocated(dev) / 1e9
+                    if r[kind].get('cuda_syncs'):
+                        cs = pd.DataFrame(r[kind]['cuda_syncs']).groupby('phase')[['syncs', 'batches']].sum()
+                        print(f"{arch:12s} {kind:22s} CUDA synchronising calls per batch (epochs 2+): "
+                              f"{(cs.syncs / cs.batches).round(3).to_dict()}", flush=True)
                     print(f"{arch:12s} {kind:22s} epoch {r[kind]['epoch_s']:7.2f} s = {r[kind]['img_s']:8.0f} images/s "
                           f"(train + valid, {r[kind]['images_per_epoch']} images; epochs {[round(s, 2) for s in r[kind]['epoch_s_all']]}; "
                           f"median phases {r[kind]['phases']})", flush=True)
@@ -197,7 +228,7 @@ def main():
                     print(f"{arch:12s} cudnn.benchmark={b}: project / plain = {pr['img_s'] / pl['img_s']:.3f}; plain training "
                           f"ceiling (static batch) {pl['ceiling_train_img_s']:.0f} images/s; plain bf16 inference from the "
                           f"cache {pl['infer_cache_img_s']:.0f} images/s", flush=True)
-            done = [v for k, v in r.items() if k.startswith('project') and not k.endswith('nockpt') and 'img_s' in v]
+            done = [v for k, v in r.items() if k.startswith('project') and not k.endswith(('nockpt', 'syncs')) and 'img_s' in v]
             if done:
                 best = max(done, key=lambda v: v['img_s'])
                 r['project'] = best

@@ -15,7 +15,7 @@ from fastai.callback.core import Callback, GatherPredsCallback
 # %% auto #0
 __all__ = ['HostSyncs']
 
-# %% ../../nbs/06a_callback.hostsync.ipynb #6c859f17
+# %% ../../nbs/06a_callback.hostsync.ipynb #9e1d5e31
 _READS = frozenset({'item', 'tolist', 'numpy', 'cpu', '__bool__', '__float__', '__int__', '__index__', '__format__',
                     '__repr__', '__str__', 'nonzero', 'argwhere', 'masked_select', 'unique', 'unique_consecutive',
                     'equal', 'allclose', 'repeat_interleave'})
@@ -27,7 +27,8 @@ _TORCH = os.path.dirname(os.path.abspath(torch.__file__))
 _PLUMBING = (('fastai/torch_core.py', None), ('fastai/learner.py', 'to_detach'))  # fastai's helpers: name their caller
 
 def _names_device(a)->bool:
-    return isinstance(a, (torch.device, torch.Tensor)) or (isinstance(a, str) and a.split(':')[0] in _DEVICE_TYPES)
+    "Does `a` name a device a tensor could be sent to? The string 'cpu' is taken to mean the host, on purpose"
+    return isinstance(a, (torch.device, torch.Tensor)) or (isinstance(a, str) and a.split(':')[0] in _DEVICE_TYPES and a != 'cpu')
 
 def _caller()->tuple:
     "`(where, code)` of the innermost frame outside torch, fastai's tensor helpers and this module"
@@ -40,7 +41,7 @@ def _caller()->tuple:
         return f"{short}:{f.lineno} in {f.name}", (f.line or '').strip()
     return '?', ''
 
-# %% ../../nbs/06a_callback.hostsync.ipynb #d47945bf
+# %% ../../nbs/06a_callback.hostsync.ipynb #189bebca
 class _DeviceTensors(TorchFunctionMode):
     "Follows the tensors that live on the training device and records host syncs made with them"
     def __init__(self, record):
@@ -72,7 +73,7 @@ class _DeviceTensors(TorchFunctionMode):
                                                  for i in tree_flatten(args[1:])[0]): return 'read'  # boolean mask
         blocking = not kwargs.get('non_blocking', False)
         if name in _COPIES and not dev and blocking:
-            if name in ('tensor', 'as_tensor'): return 'copy to device' if kwargs.get('device') is not None else None
+            if name in ('tensor', 'as_tensor'): return 'copy to device' if _names_device(kwargs.get('device')) else None
             if ins and (name == 'cuda' or any(_names_device(a) for a in (*args[1:], *kwargs.values()))): return 'copy to device'
         if name == 'copy_' and len(ins) >= 2 and blocking and not (len(args) > 2 and args[2] is True):
             dst, src = self.on_device(ins[0]), self.on_device(ins[1])
@@ -89,7 +90,7 @@ class _DeviceTensors(TorchFunctionMode):
         if kind: self.record(kind, name, *_caller())
         out = func(*args, **kwargs)
         if name in _HOST_RESULTS: return out  # their results are on the host
-        if dev or kind == 'copy to device' or (not ins and kwargs.get('device') is not None):
+        if dev or kind == 'copy to device' or (not ins and _names_device(kwargs.get('device'))):
             for o in tree_flatten(out)[0]: self.mark(o)
         return out
 

@@ -1,0 +1,129 @@
+#!/usr/bin/env python
+"""What a training batch costs the host, measured on the CPU: the two things that decide whether a GPU stays busy.
+
+1. **Host waits per batch.** `fashion_style.callback.hostsync.HostSyncs` follows the device tensors and counts the
+   calls that would make the host wait for a GPU (device values read on the host, blocking host-to-device copies),
+   in training and validation batches, for:
+   - stock fastai: fastai's `Learner` with its own loss trackers and progress bar (the project's model, data,
+     weighted BCE and torch's AdamW);
+   - project: `fashion_style.train.train` (weighted BCE, oversampling, metrics, best-F2 checkpoints, SWA, history,
+     progress bar on), with each pipeline.
+2. **Host time per training batch** with a model that does almost no compute (flatten + one linear layer), so
+   that the time is the loop's own: a plain PyTorch loop over the same uint8-cache batches (gather, flip,
+   normalize), the project's `StyleLearner` with `train`'s metrics and loss trackers, and stock fastai's
+   `Learner`, each with torch's AdamW and the weighted BCE. Median over epochs 2-N of the training phase's
+   seconds / batches. On a GPU this is the host time each batch needs besides issuing the model's kernels.
+
+Run: `python bench/host_sync_bench.py` (about a minute on two cores). Writes `--out` (JSON) if given. The data is
+the project's built-in **synthetic** set (drawn garments), made in a temporary folder."""
+import argparse, json, os, platform, sys, tempfile, time, warnings
+from pathlib import Path
+import numpy as np, pandas as pd, torch
+from torch import nn
+from fastai.torch_core import trainable_params
+from fastai.callback.core import Callback
+from fastai.callback.schedule import *  # noqa: F401,F403  fit_one_cycle
+from fastai.learner import Learner, AvgLoss, AvgSmoothLoss
+from fastai.callback.progress import ProgressCallback
+from fashion_style.callback.hostsync import HostSyncs
+from fashion_style.core import STYLES
+from fashion_style.data import read_jd_labels, label_matrix
+from fashion_style.fastdata import fast_style_dls
+from fashion_style.losses import WeightedBCE
+from fashion_style.metrics import F2Macro, F2Opt
+from fashion_style.models import style_learner
+from fashion_style.synth import make_synthetic
+from fashion_style.train import train, style_opt_func
+
+
+class TrainTimer(Callback):
+    "Seconds of each epoch's training phase"
+    order = 200
+    def __init__(self): self.secs = []
+    def before_train(self): self.t = time.perf_counter()
+    def after_train(self): self.secs.append(time.perf_counter() - self.t)
+
+def stock(learn):
+    "Make a project learner stock fastai again: plain `Learner` class, fastai's loss trackers and progress bar"
+    learn.__class__ = Learner
+    learn.recorder.loss, learn.recorder.smooth_loss = AvgLoss(), AvgSmoothLoss(beta=learn.recorder.smooth_loss.beta)
+    if hasattr(learn, 'progress'): learn.remove_cb(learn.progress)
+    learn.add_cb(ProgressCallback())
+    return learn
+
+def learner(dls, pos, arch):
+    return style_learner(dls, arch, loss_func=WeightedBCE(pos), metrics=[F2Macro(), F2Opt()],
+                         opt_func=style_opt_func('adamw', 'cpu'))
+
+def waits(dls, pos, synth, tmp, a)->dict:
+    "Host waits per training / validation batch: stock fastai vs the project's `train` on each pipeline"
+    res = {}
+    learn, hs = stock(learner(dls, pos, a.arch)), HostSyncs(skip=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore'); learn.fit_one_cycle(2, 1e-3, cbs=hs)
+    res['stock fastai'] = dict(per_batch=hs.per_batch(), sites=hs.sites.drop(columns='code').to_dict('records'))
+    for pipe in ('fastai', 'fast'):
+        hs = HostSyncs()
+        train(synth=synth, arch=a.arch, size=a.size, bs=a.bs, epochs=2, num_workers=0, pipeline=pipe, out=str(tmp/'runs'),
+              cache_dir=str(tmp/'cache'), swa=dict(start_epoch=1, cycle_len=1), name=f'waits-{pipe}',
+              oversample=dict(classes=['sports', 'national'], k=2), cbs=[hs], progress=True)
+        res[f'project, pipeline={pipe}'] = dict(per_batch=hs.per_batch(), sites=hs.sites.drop(columns='code').to_dict('records'))
+    return res
+
+def tiny_model(size:int)->nn.Module:
+    "A model with almost no compute, so that a batch's time is the loop's own: flatten + one linear layer"
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * size * size, len(STYLES)))
+
+def plain_loop(dls, pos, a)->list:
+    "Seconds per training epoch of a plain PyTorch loop over the same cache batches, model and optimizer"
+    torch.manual_seed(0)
+    m = tiny_model(a.size)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-3, foreach=True)
+    lossf = torch.nn.BCEWithLogitsLoss(weight=torch.as_tensor(WeightedBCE(pos).class_weights, dtype=torch.float32))
+    secs = []
+    for ep in range(a.epochs):
+        t = time.perf_counter(); m.train()
+        for x, y in dls.train:
+            loss = lossf(m(x), y); opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        secs.append(time.perf_counter() - t)
+    return secs
+
+def host_time(dls, pos, a)->dict:
+    "Host time per training batch: plain loop, project `StyleLearner`, stock fastai `Learner`"
+    n = len(dls.train)
+    out = {'plain PyTorch loop': plain_loop(dls, pos, a)}
+    for name, make in (('project StyleLearner', lambda: learner(dls, pos, a.arch)),
+                       ('stock fastai Learner', lambda: stock(learner(dls, pos, a.arch)))):
+        learn, timer = make(), TrainTimer()
+        torch.manual_seed(0)
+        learn.model, learn.splitter = tiny_model(a.size), trainable_params  # the same tiny model as the plain loop
+        with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
+            warnings.simplefilter('ignore'); learn.fit_one_cycle(a.epochs, 1e-3, cbs=timer)
+        out[name] = timer.secs
+    return {k: dict(batches=n, epoch_s=[round(s, 4) for s in v], ms_per_batch=round(1000 * float(np.median(v[1:])) / n, 3))
+            for k, v in out.items()}
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--arch', default='test_resnet'); p.add_argument('--size', type=int, default=32)
+    p.add_argument('--bs', type=int, default=32); p.add_argument('--epochs', type=int, default=6)
+    p.add_argument('--n', type=int, default=2000, help='synthetic development images')
+    p.add_argument('--out', default=None, help='JSON file for the results')
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        synth = dict(dest=str(tmp/'synth'), n_dev=a.n, n_test=100, size=a.size)
+        df = read_jd_labels(make_synthetic(**synth)/'train.txt')
+        dls = fast_style_dls(df, size=a.size, bs=a.bs, device='cpu', cache_dir=tmp/'cache', shuffle_seed=0, progress=False)
+        pos = label_matrix(df, STYLES).sum(0)
+        res = dict(machine=dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(), torch_threads=1,
+                                python=platform.python_version(), torch=torch.__version__),
+                   args=vars(a), waits=waits(dls, pos, synth, tmp, a), host_time=host_time(dls, pos, a))
+    print(f"\nHost waits per batch (HostSyncs), {a.arch} at {a.size} px, batch {a.bs}:")
+    for k, v in res['waits'].items(): print(f"  {k:32s} train {v['per_batch'].get('train', 0):.2f}  valid {v['per_batch'].get('valid', 0):.2f}")
+    print(f"\nHost time per training batch, flatten + linear at {a.size} px, batch {a.bs}, 1 thread (median of epochs 2-{a.epochs}):")
+    for k, v in res['host_time'].items(): print(f"  {k:32s} {v['ms_per_batch']:.3f} ms")
+    if a.out: Path(a.out).write_text(json.dumps(res, indent=1, default=str))
+
+if __name__ == '__main__': main()
