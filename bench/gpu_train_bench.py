@@ -11,7 +11,8 @@ For each architecture (default densenet121 and resnet18) at 224 px, batch 128, b
   GPU memory: gather a batch, flip half, normalize, channels-last, forward/backward, fused AdamW; then validation
   (forward only) with the same F2 threshold search on the gathered predictions. Timed the same way, per epoch.
 - **ceiling**: the plain training step on one static batch (no input work at all), images/s.
-Also: cache build images/s (decode + resize each JPEG once, all CPUs), `predict` images/s on the JPEG files, plain
+Also: cache build images/s (decode + resize each JPEG once, all CPUs), `predict` images/s on the JPEG files (JPEGs
+decoded by PIL in the workers, and on the GPU by nvJPEG: `decode='pil'` / `'device'`), plain
 bf16 inference images/s from the GPU cache, peak host and GPU memory, and the projected wall time of the paper's
 DenseNet121 recipe (31 epochs over 54,908 images, every epoch validated) at the measured rate.
 
@@ -241,11 +242,14 @@ def main():
                   try:
                     from fashion_style.inference import predict
                     paths = list(df.path[:a.predict_n]); w = min(16, os.cpu_count())
-                    predict(paths[:2 * a.bs], r['project']['run'], bs=2 * a.bs, device=str(dev), num_workers=w, quiet=True)
-                    sync(dev); t = time.perf_counter()
-                    predict(paths, r['project']['run'], bs=2 * a.bs, device=str(dev), num_workers=w, quiet=True)
-                    sync(dev); r['predict_jpeg_img_s'] = len(paths) / (time.perf_counter() - t)
-                    print(f"{arch:12s} predict on {len(paths)} JPEG files ({w} workers): {r['predict_jpeg_img_s']:.0f} images/s", flush=True)
+                    for decode, key in (('pil', 'predict_jpeg_img_s'), ('device', 'predict_jpeg_device_decode_img_s')):
+                        kw = dict(bs=2 * a.bs, device=str(dev), num_workers=w, quiet=True, decode=decode)
+                        predict(paths[:2 * a.bs], r['project']['run'], **kw)
+                        sync(dev); t = time.perf_counter()
+                        predict(paths, r['project']['run'], **kw)
+                        sync(dev); r[key] = len(paths) / (time.perf_counter() - t)
+                        print(f"{arch:12s} predict on {len(paths)} JPEG files ({w} workers), JPEGs decoded by {decode}: "
+                              f"{r[key]:.0f} images/s", flush=True)
                   except Exception as e: r['predict_error'] = repr(e)[:400]; print(f"predict failed: {e!r}", flush=True)
             save()
         res['host_peak_rss_gb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
