@@ -13,7 +13,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 from fastai.callback.core import Callback, GatherPredsCallback
 
 # %% auto #0
-__all__ = ['HostSyncs']
+__all__ = ['HostSyncs', 'SyncWatch']
 
 # %% ../../nbs/06a_callback.hostsync.ipynb #9e1d5e31
 _READS = frozenset({'item', 'tolist', 'numpy', 'cpu', '__bool__', '__float__', '__int__', '__index__', '__format__',
@@ -41,7 +41,7 @@ def _caller()->tuple:
         return f"{short}:{f.lineno} in {f.name}", (f.line or '').strip()
     return '?', ''
 
-# %% ../../nbs/06a_callback.hostsync.ipynb #189bebca
+# %% ../../nbs/06a_callback.hostsync.ipynb #6cc169d6
 class _DeviceTensors(TorchFunctionMode):
     "Follows the tensors that live on the training device and records host syncs made with them"
     def __init__(self, record):
@@ -61,6 +61,10 @@ class _DeviceTensors(TorchFunctionMode):
             refs = [r for r in self.ptrs.get(p, ()) if r() is not None]
             self.ptrs[p] = refs + [weakref.ref(t)]
         if len(self.ptrs) > 50_000: self.ptrs = {k: v for k, v in self.ptrs.items() if any(r() is not None for r in v)}
+
+    def unmark(self, t):
+        "Take `t`, and what shares its storage, for host tensors from now on (what a read has copied to the host)"
+        self.ids.pop(t, None); self.ptrs.pop(self._ptr(t), None)
 
     def on_device(self, t)->bool:
         if t in self.ids: return True
@@ -89,6 +93,7 @@ class _DeviceTensors(TorchFunctionMode):
         kind = self._kind(name, args, kwargs, ins, dev)
         if kind: self.record(kind, name, *_caller())
         out = func(*args, **kwargs)
+        if name == 'cpu' and isinstance(out, torch.Tensor): self.unmark(out)  # on the CPU `.cpu()` returns the tensor itself
         if name in _HOST_RESULTS: return out  # their results are on the host
         if dev or kind == 'copy to device' or (not ins and _names_device(kwargs.get('device'))):
             for o in tree_flatten(out)[0]: self.mark(o)
@@ -140,3 +145,30 @@ class HostSyncs(Callback):
         tot = {p: 0 for p in self.batches}
         for (p, *_), n in self.counts.items(): tot[p] += n
         return {p: tot[p] / self.batches[p] for p in self.batches}
+
+# %% ../../nbs/06a_callback.hostsync.ipynb #6b7bea09
+class SyncWatch:
+    "Record the host waits of any code run inside `with SyncWatch(model, batch) as w: ...` (then `w.sites`, `w.total`)"
+    def __init__(self, *on_device): # modules (their parameters and buffers) and tensors that live on the device
+        self.counts, self._mode = {}, _DeviceTensors(self._record)
+        self.mark(*on_device)
+
+    def mark(self, *objs):
+        "Declare more modules, tensors or nested lists of tensors to live on the device"
+        for o in objs:
+            ts = [*o.parameters(), *o.buffers()] if isinstance(o, torch.nn.Module) else tree_flatten(o)[0]
+            for t in ts: self._mode.mark(t)
+        return self
+
+    def _record(self, kind, call, where, code):
+        self.counts[(kind, call, where, code)] = self.counts.get((kind, call, where, code), 0) + 1
+    def __enter__(self): self._mode.__enter__(); return self
+    def __exit__(self, *exc): return self._mode.__exit__(*exc)
+
+    @property
+    def total(self)->int: return sum(self.counts.values())
+    @property
+    def sites(self)->pd.DataFrame:
+        "One row per place: kind ('read' or 'copy to device'), call, where, code, count"
+        rows = [dict(kind=k, call=c, where=w, code=code, count=n) for (k, c, w, code), n in self.counts.items()]
+        return pd.DataFrame(rows, columns=['kind', 'call', 'where', 'code', 'count']).sort_values('count', ascending=False, ignore_index=True)
