@@ -187,15 +187,14 @@ def _stats_on(stats:tuple, device)->tuple:
     "`(mean, std)` as `(1, C, 1, 1)` tensors on `device`, made once: copying them from the host each batch would wait for a GPU"
     return tuple(torch.tensor(s, device=device).view(1, -1, 1, 1) for s in stats)
 
-# %% ../nbs/09_inference.ipynb #adfbe7da
+# %% ../nbs/09_inference.ipynb #8f82698e
 def resize_tensor(x:torch.Tensor, # `(3, H, W)` uint8 image, on any device
                   size, # side, or `(height, width)`
                   resize_method:str='squish', # 'squish' or 'pad' (zeros), as in the run's config
                  )->torch.Tensor: # `(3, h, w)` uint8 on `x`'s device
     "fastai's validation `Resize` on a tensor: squish, or centred zero padding to the target's shape; then bilinear with antialiasing"
     if resize_method not in _RESIZE: raise ValueError(f"resize_method must be one of {list(_RESIZE)}, got {resize_method!r}")
-    h, w = (size, size) if isinstance(size, int) else tuple(size)
-    H, W = x.shape[-2:]
+    (h, w), (H, W) = _size_hw(size), x.shape[-2:]
     if resize_method == 'squish': sz, tl = (W, H), (0, 0)
     else:  # as fastai's `Resize(method='pad')`: the region of the target's aspect ratio around the image, centred
         m = W / w if W / w > H / h else H / h
@@ -204,6 +203,8 @@ def resize_tensor(x:torch.Tensor, # `(3, H, W)` uint8 image, on any device
     pad = (max(-tl[0], 0), max(sz[0] - W + tl[0], 0), max(-tl[1], 0), max(sz[1] - H + tl[1], 0))  # left, right, top, bottom
     if any(pad): x = torch.nn.functional.pad(x, pad)
     return TF.resize(x, [h, w], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+
+def _size_hw(size)->tuple: return (size, size) if isinstance(size, int) else tuple(size)
 
 def _jpeg_bytes(path, max_pixels=None)->torch.Tensor|None:
     "The bytes of an RGB or grayscale JPEG within the pixel limit, as a uint8 tensor; None for any other file"
@@ -250,8 +251,6 @@ class EncodedImages(ImageFiles):
         ok = [i for i, _, _ in items if i in imgs]
         return (torch.tensor(ok, dtype=torch.long), torch.stack([imgs[i] for i in ok]) if ok else None,
                 [(i, e) for i, x, e in items if e is not None])
-
-def _size_hw(size)->tuple: return (size, size) if isinstance(size, int) else tuple(size)
 
 def _decode_all(datas:list, dev)->list:
     "Each JPEG decoded as `(3, H, W)` uint8 on `dev` (None where it cannot be): one batched call, else one by one"
