@@ -54,6 +54,7 @@ readme:
 bench: install
 	$(BIN)/python bench/threshold_bench.py
 	$(BIN)/python bench/host_sync_bench.py
+	$(BIN)/python bench/checkpoint_bench.py
 
 # the docs site, previewed without Quarto: nbdev's processing (show_doc cells re-run) into _proc/, then every page
 # through nbconvert into _docs_preview/ (tools/docs_preview.py). The real site: nbdev_docs in .github/workflows/deploy.yaml

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU benchmark in one command, from the project root of a GPU machine with Python and a CUDA build of torch.
 # Packages the machine lacks can be put in .whl/ as wheels: they are installed into /tmp/site first (no network).
-# Writes into $OUT (default bench/results/latest): nvidia-smi.txt, gpu_train_bench.json and .log; and, when
+# Writes into $OUT (default bench/results/latest): nvidia-smi.txt, gpu_train_bench.json and .log, checkpoint_gpu.json
+# and .log; and, when
 # build/anchor_bench.py is there (a plain-PyTorch baseline script), anchor.log from the same machine.
 # Time limits: BENCH_S (default 380 s) and ANCHOR_S (default 110 s; 0 skips it). BENCH_ARGS: more flags, e.g.
 # BENCH_ARGS="--cudnn-benchmark 1 --sync-count --archs resnet18".
@@ -16,6 +17,7 @@ python3 -c "import sys, torch, fastai, timm; print(sys.version.split()[0], torch
 export HF_HUB_OFFLINE=1 PYTHONWARNINGS=ignore MPLBACKEND=Agg
 timeout "${BENCH_S:-380}" python3 bench/gpu_train_bench.py --n 10000 --img-size 500 --out "$OUT" ${BENCH_ARGS} 2>&1 \
   | grep -v -i "warn" | tee "$OUT/gpu_train_bench.log"
+timeout 60 python3 bench/checkpoint_bench.py --device cuda --out "$OUT/checkpoint_gpu.json" 2>&1 | grep -v -i warn | tee "$OUT/checkpoint_gpu.log"
 if [ "${ANCHOR_S:-110}" != 0 ] && [ -f build/anchor_bench.py ]; then
   (cd build && COMPILE_DEADLINE=0 timeout "${ANCHOR_S:-110}" python3 anchor_bench.py 2>&1 | grep -v -i warn | tail -25 | tee "$OUT/anchor.log")
 fi

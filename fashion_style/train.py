@@ -32,9 +32,10 @@ from fastai.torch_core import rank_distrib, to_device
 import safetensors
 
 # %% auto #0
-__all__ = ['TRAIN_DEFAULTS', 'CHECKPOINT_FORMAT', 'log', 'train_config', 'load_data', 'BestF2Callback', 'RunHistory',
-           'PlainTensors', 'rng_states', 'set_rng_states', 'CheckpointCallback', 'load_checkpoint', 'f2_table',
-           'evaluate_weights', 'speed_settings', 'style_opt_func', 'apply_speed', 'train', 'train_cli']
+__all__ = ['TRAIN_DEFAULTS', 'CHECKPOINT_FORMAT', 'log', 'train_config', 'load_data', 'HostSnapshot', 'BackgroundWriter',
+           'BestF2Callback', 'RunHistory', 'PlainTensors', 'rng_states', 'set_rng_states', 'CheckpointCallback',
+           'load_checkpoint', 'f2_table', 'evaluate_weights', 'speed_settings', 'style_opt_func', 'apply_speed',
+           'train', 'train_cli']
 
 # %% ../nbs/07_train.ipynb #58bc59bb
 TRAIN_DEFAULTS = dict(
@@ -112,22 +113,96 @@ def load_data(cfg:dict):
         test = None if cfg['test'] is None else _read_labels(cfg['test'], cfg['image_dir'], dev.attrs['vocab'])
     return dev, test
 
-# %% ../nbs/07_train.ipynb #5afd83e5
+# %% ../nbs/07_train.ipynb #047f4093
+class HostSnapshot:
+    "Copy the tensors of nested dicts, lists and tuples into host buffers kept from call to call; from a GPU without waiting"
+    def __init__(self): self._bufs, self._gpus, self._events = {}, set(), []
+
+    def _buffer(self, key, t:torch.Tensor)->torch.Tensor:
+        pin = t.device.type == 'cuda'  # pinned memory: the copy from the GPU runs without the host waiting
+        b, was_pinned = self._bufs.get(key, (None, None))
+        if b is None or b.shape != t.shape or b.dtype != t.dtype or was_pinned != pin:
+            b = torch.empty(t.shape, dtype=t.dtype, pin_memory=pin)
+            self._bufs[key] = b, pin
+        if pin: self._gpus.add(t.device)
+        return b
+
+    def _copy(self, o, key:tuple):
+        if isinstance(o, torch.Tensor): return self._buffer(key, o).copy_(o.detach(), non_blocking=True)
+        if isinstance(o, dict): return {k: self._copy(v, key + (k,)) for k, v in o.items()}
+        if isinstance(o, (list, tuple)): return type(o)(self._copy(v, key + (i,)) for i, v in enumerate(o))
+        return o
+
+    def take(self, o):
+        "`o` with every tensor copied into this snapshot's buffers (copies from a GPU are queued: see `ready`)"
+        self._gpus = set()
+        out = self._copy(o, ())
+        self._events = [torch.cuda.current_stream(d).record_event() for d in self._gpus]
+        return out
+
+    def ready(self):
+        "Wait until the copies queued by the last `take` have reached host memory"
+        for e in self._events: e.synchronize()
+
+class BackgroundWriter:
+    "Write files in a thread, in the order asked, each from a `HostSnapshot` taken on the main thread"
+    def __init__(self, background:bool=True): # False: write on the main thread, at once
+        self.background, self._snaps, self._jobs, self._last, self._error = background, {}, {}, None, None
+
+    def snapshot(self, name:str, o):
+        "`o` with its tensors copied into `name`'s host buffers (once the write that reads them is done)"
+        if (job := self._jobs.pop(name, None)) is not None: job.join()
+        self._raise()
+        return self._snaps.setdefault(name, HostSnapshot()).take(o)
+
+    def write(self, name:str, fname, fn, *args):
+        "Run `fn(*args)`, which writes `fname` from `name`'s snapshot, after the writes asked before it"
+        snap, prev = self._snaps.get(name), self._last
+        def job():
+            if prev is not None: prev.join()
+            try:
+                if snap is not None: snap.ready()
+                fn(*args)
+            except BaseException as e:
+                if self._error is None: self._error = (fname, e)
+        if not self.background: job(); return self._raise()
+        self._last = self._jobs[name] = threading.Thread(target=job, name=f'fashion_style-{name}')
+        self._last.start()
+
+    def _raise(self):
+        if self._error is not None:
+            (fname, e), self._error = self._error, None
+            raise RuntimeError(f"could not write {fname}: {type(e).__name__}: {e}") from e
+
+    def wait(self):
+        "Wait for every write asked so far; raise the error of one that failed"
+        if self._last is not None: self._last.join()
+        self._last = None; self._jobs.clear()
+        self._raise()
+
+# %% ../nbs/07_train.ipynb #264bccbf
 class BestF2Callback(TrackerCallback):
     "Write the weights of the best epoch so far (by `monitor`) to `fname` as safetensors, across fit calls"
     order = TrackerCallback.order
     def __init__(self, fname, # where the best weights go (`.safetensors`)
-                 monitor:str='f2_opt'): # validation metric to maximize
+                 monitor:str='f2_opt', # validation metric to maximize
+                 writer:BackgroundWriter|None=None): # writes the file in a thread (default: a new one)
         super().__init__(monitor=monitor, comp=np.greater, reset_on_fit=False)
-        self.fname, self.best_epoch = Path(fname), None
+        self.fname, self.best_epoch, self.writer = Path(fname), None, writer or BackgroundWriter()
     def after_epoch(self):
         if epoch_skipped(self): return  # an epoch a resumed fit skips: nothing was trained or validated
         super().after_epoch()
         if self.new_best:
             self.best_epoch = (getattr(self.learn, 'recipe_stage', None), self.epoch)
             if rank_distrib() == 0:  # every process tracks the best epoch; the first one writes
-                save_safetensors(self.model, self.fname, metadata=dict(stage=self.best_epoch[0], epoch=self.epoch,
-                                                                       **{self.monitor: float(self.best)}))
+                sd = self.writer.snapshot('best', self.model.state_dict())
+                meta = dict(stage=self.best_epoch[0], epoch=self.epoch, **{self.monitor: float(self.best)})
+                self.writer.write('best', self.fname, save_safetensors, sd, self.fname, meta)
+    def wait(self):
+        "Wait for the weights being written; raise the error if writing failed"
+        self.writer.wait()
+    def after_fit(self): self.wait()
+    def after_cancel_fit(self): self.wait()
 
 class RunHistory(Callback):
     "Append one row per epoch (stage, epoch, losses, metrics, lr, time) to a CSV, rewritten atomically"
@@ -152,7 +227,7 @@ class PlainTensors(Callback):
         plain = lambda b: tuple(t.as_subclass(torch.Tensor) if isinstance(t, torch.Tensor) else t for t in b)
         self.learn.xb, self.learn.yb = plain(self.xb), plain(self.yb)
 
-# %% ../nbs/07_train.ipynb #23bf24e8
+# %% ../nbs/07_train.ipynb #09a596a1
 CHECKPOINT_FORMAT = 1
 
 def _plain(o):
@@ -194,23 +269,15 @@ def set_rng_states(states:dict, dls=None,
         if len(states['loaders']) != len(dls.loaders): raise ValueError("the checkpoint was saved with other DataLoaders")
         for dl, st in zip(dls.loaders, states['loaders']): dl.rng.setstate(_tuples(st))
 
-def _to_cpu(o):
-    "A copy of `o` with every tensor copied to the CPU (training goes on changing the originals)"
-    if isinstance(o, torch.Tensor): return o.detach().to('cpu', copy=True)
-    if isinstance(o, dict): return {k: _to_cpu(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)): return type(o)(_to_cpu(v) for v in o)
-    return o
-
 class CheckpointCallback(Callback):
-    "Every `every` epochs and at each stage's last, write all a resume needs to `fname`, atomically"
+    "Every `every` epochs and at each stage's last, write all a resume needs to `fname`, atomically, in the background"
     order = 70  # after BestF2Callback (60), RunHistory (61) and SWACallback (62) have done their epoch's work
     def __init__(self, fname, # the checkpoint file (`checkpoint.pt`)
-                 best:BestF2Callback, # the run's best-F2 tracker
+                 best:BestF2Callback, # the run's best-F2 tracker (its writer writes the checkpoint too, after the weights)
                  history:RunHistory, # the run's history
                  every:int=1, # epochs between checkpoints; 0: none
                  background:bool=True): # write the file in a thread while the next epoch trains
         self.fname, self.best, self.history, self.every, self.background = Path(fname), best, history, every, background
-        self._thread, self._error = None, None
 
     def after_epoch(self):
         if epoch_skipped(self): return
@@ -225,25 +292,16 @@ class CheckpointCallback(Callback):
                   history=len(self.history.rows), rng=rng_states(self.dls, _own_gpu()),
                   smooth_loss=dict(count=self.recorder.smooth_loss.count, val=self.recorder.smooth_loss.val))
         if ranks is not None: ck['rng_ranks'] = ranks
-        ck = _plain(_to_cpu(ck))  # a snapshot: the copy is made now, the file written after
-        self.wait()
-        if not self.background: return self._write(ck)
-        self._thread = threading.Thread(target=self._write, args=(ck,), name='fashion_style-checkpoint')
-        self._thread.start()
+        ck = _plain(self.best.writer.snapshot('checkpoint', ck))  # the values now; the file is written after
+        self.best.writer.write('checkpoint', self.fname, self._write, ck)
+        if not self.background: self.wait()
 
     def _write(self, ck):
-        try:
-            with atomic_write(self.fname, 'wb') as f: torch.save(ck, f)
-        except BaseException as e:
-            if not self.background: raise
-            self._error = e
+        with atomic_write(self.fname, 'wb') as f: torch.save(ck, f)
 
     def wait(self):
         "Wait for the checkpoint being written; raise its error if writing failed"
-        if self._thread is not None: self._thread.join(); self._thread = None
-        if self._error is not None:
-            e, self._error = self._error, None
-            raise RuntimeError(f"could not write the checkpoint {self.fname}: {e}") from e
+        self.best.writer.wait()
 
     def after_fit(self): self.wait()
     def after_cancel_fit(self): self.wait()

@@ -15,7 +15,7 @@ from fastai.callback.core import Callback, GatherPredsCallback
 # %% auto #0
 __all__ = ['HostSyncs', 'SyncWatch']
 
-# %% ../../nbs/06a_callback.hostsync.ipynb #9e1d5e31
+# %% ../../nbs/06a_callback.hostsync.ipynb #49d62cb0
 _READS = frozenset({'item', 'tolist', 'numpy', 'cpu', '__bool__', '__float__', '__int__', '__index__', '__format__',
                     '__repr__', '__str__', 'nonzero', 'argwhere', 'masked_select', 'unique', 'unique_consecutive',
                     'equal', 'allclose', 'repeat_interleave'})
@@ -30,6 +30,10 @@ def _names_device(a)->bool:
     "Does `a` name a device a tensor could be sent to? The string 'cpu' is taken to mean the host, on purpose"
     return isinstance(a, (torch.device, torch.Tensor)) or (isinstance(a, str) and a.split(':')[0] in _DEVICE_TYPES and a != 'cpu')
 
+def _names_host(a)->bool:
+    "Does `a` name the host? Only the string 'cpu' does (a `torch.device` may be the training device of a CPU test)"
+    return isinstance(a, str) and a.split(':')[0] == 'cpu'
+
 def _caller()->tuple:
     "`(where, code)` of the innermost frame outside torch, fastai's tensor helpers and this module"
     for f in reversed(traceback.extract_stack()[:-2]):
@@ -41,7 +45,7 @@ def _caller()->tuple:
         return f"{short}:{f.lineno} in {f.name}", (f.line or '').strip()
     return '?', ''
 
-# %% ../../nbs/06a_callback.hostsync.ipynb #6cc169d6
+# %% ../../nbs/06a_callback.hostsync.ipynb #91f34fc4
 class _DeviceTensors(TorchFunctionMode):
     "Follows the tensors that live on the training device and records host syncs made with them"
     def __init__(self, record):
@@ -71,11 +75,15 @@ class _DeviceTensors(TorchFunctionMode):
         # a view or `as_subclass` alias of a device tensor's storage, while a tensor known to be on the device holds it
         return any(r() is not None for r in self.ptrs.get(self._ptr(t), ()))
 
+    @staticmethod
+    def _to_host(args, kwargs)->bool: return any(_names_host(a) for a in (*args[1:], kwargs.get('device')))
+
     def _kind(self, name, args, kwargs, ins, dev)->str|None:
         if name in _READS and dev: return 'read'
         if name == '__getitem__' and dev and any(isinstance(i, torch.Tensor) and i.dtype == torch.bool
                                                  for i in tree_flatten(args[1:])[0]): return 'read'  # boolean mask
         blocking = not kwargs.get('non_blocking', False)
+        if name == 'to' and dev and blocking and self._to_host(args, kwargs): return 'read'  # `.to('cpu')` waits like `.cpu()`
         if name in _COPIES and not dev and blocking:
             if name in ('tensor', 'as_tensor'): return 'copy to device' if _names_device(kwargs.get('device')) else None
             if ins and (name == 'cuda' or any(_names_device(a) for a in (*args[1:], *kwargs.values()))): return 'copy to device'
@@ -95,6 +103,9 @@ class _DeviceTensors(TorchFunctionMode):
         out = func(*args, **kwargs)
         if name == 'cpu' and isinstance(out, torch.Tensor): self.unmark(out)  # on the CPU `.cpu()` returns the tensor itself
         if name in _HOST_RESULTS: return out  # their results are on the host
+        if name == 'to' and self._to_host(args, kwargs):
+            if isinstance(out, torch.Tensor): self.unmark(out)  # a host copy (on the CPU, the tensor itself)
+            return out
         if dev or kind == 'copy to device' or (not ins and _names_device(kwargs.get('device'))):
             for o in tree_flatten(out)[0]: self.mark(o)
         return out

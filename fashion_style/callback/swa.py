@@ -83,10 +83,13 @@ def update_bn(model:nn.Module,    # model whose BatchNorm running statistics are
     return n
 
 # %% ../../nbs/06_callback.swa.ipynb #556fb8de
-def save_safetensors(model:nn.Module, fname, metadata:dict|None=None)->Path:
+def save_safetensors(model:nn.Module|dict, # a model, or a state dict of host tensors that share no memory
+                     fname, metadata:dict|None=None)->Path:
     "Write `model`'s state dict to `fname` as safetensors, atomically (temporary file, then rename)"
     fname = Path(fname); fname.parent.mkdir(parents=True, exist_ok=True)
-    sd = {k: v.detach().to('cpu', copy=True).contiguous() for k, v in model.state_dict().items()}
+    if isinstance(model, nn.Module):  # copies: tied weights share storage, which safetensors refuses
+        sd = {k: v.detach().to('cpu', copy=True).contiguous() for k, v in model.state_dict().items()}
+    else: sd = {k: v.detach().contiguous() for k, v in model.items()}
     fd, tmp = tempfile.mkstemp(dir=fname.parent, prefix=f'.{fname.name}.', suffix='.tmp'); os.close(fd)
     try:
         safetensors.torch.save_file(sd, tmp, metadata={k: str(v) for k, v in (metadata or {}).items()})
