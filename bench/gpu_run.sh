@@ -2,8 +2,7 @@
 # The GPU benchmark in one command, from the project root of a GPU machine with Python and a CUDA build of torch.
 # Packages the machine lacks can be put in .whl/ as wheels: they are installed into /tmp/site first (no network).
 # Writes into $OUT (default bench/results/latest): nvidia-smi.txt, gpu_train_bench.json and .log, checkpoint_gpu.json
-# and .log; and, when
-# build/anchor_bench.py is there (a plain-PyTorch baseline script), anchor.log from the same machine.
+# and .log; and, when build/anchor_bench.py is there (a plain-PyTorch baseline script), anchor.log from the same machine.
 # Time limits: BENCH_S (default 380 s) and ANCHOR_S (default 110 s; 0 skips it). BENCH_ARGS: more flags, e.g.
 # BENCH_ARGS="--cudnn-benchmark 1 --sync-count --archs resnet18".
 set -o pipefail
