@@ -113,7 +113,7 @@ def load_data(cfg:dict):
         test = None if cfg['test'] is None else _read_labels(cfg['test'], cfg['image_dir'], dev.attrs['vocab'])
     return dev, test
 
-# %% ../nbs/07_train.ipynb #047f4093
+# %% ../nbs/07_train.ipynb #1d983714
 class HostSnapshot:
     "Copy the tensors of nested dicts, lists and tuples into host buffers kept from call to call; from a GPU without waiting"
     def __init__(self): self._bufs, self._gpus, self._events = {}, set(), []
@@ -128,7 +128,8 @@ class HostSnapshot:
         return b
 
     def _copy(self, o, key:tuple):
-        if isinstance(o, torch.Tensor): return self._buffer(key, o).copy_(o.detach(), non_blocking=True)
+        if isinstance(o, torch.Tensor):  # without waiting from a GPU (`ready` waits); other devices: a blocking copy
+            return self._buffer(key, o).copy_(o.detach(), non_blocking=o.device.type in ('cuda', 'cpu'))
         if isinstance(o, dict): return {k: self._copy(v, key + (k,)) for k, v in o.items()}
         if isinstance(o, (list, tuple)): return type(o)(self._copy(v, key + (i,)) for i, v in enumerate(o))
         return o
