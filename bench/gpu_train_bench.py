@@ -242,14 +242,21 @@ def main():
                   try:
                     from fashion_style.inference import predict
                     paths = list(df.path[:a.predict_n]); w = min(16, os.cpu_count())
+                    probs = {}
                     for decode, key in (('pil', 'predict_jpeg_img_s'), ('device', 'predict_jpeg_device_decode_img_s')):
                         kw = dict(bs=2 * a.bs, device=str(dev), num_workers=w, quiet=True, decode=decode)
                         predict(paths[:2 * a.bs], r['project']['run'], **kw)
                         sync(dev); t = time.perf_counter()
-                        predict(paths, r['project']['run'], **kw)
+                        probs[decode] = predict(paths, r['project']['run'], **kw)
                         sync(dev); r[key] = len(paths) / (time.perf_counter() - t)
                         print(f"{arch:12s} predict on {len(paths)} JPEG files ({w} workers), JPEGs decoded by {decode}: "
                               f"{r[key]:.0f} images/s", flush=True)
+                    # the two decoders must give the same images and nearly the same probabilities (nvJPEG vs libjpeg-turbo)
+                    same = probs['pil'].image_id.tolist() == probs['device'].image_id.tolist()
+                    cols = [c for c in probs['pil'].columns if c in STYLES]
+                    r['predict_decoders_max_abs_diff'] = float(np.abs(probs['pil'][cols].values - probs['device'][cols].values).max()) if same else None
+                    print(f"{arch:12s} predict, device vs PIL decoding: same images {same}, largest probability "
+                          f"difference {r['predict_decoders_max_abs_diff']}", flush=True)
                   except Exception as e: r['predict_error'] = repr(e)[:400]; print(f"predict failed: {e!r}", flush=True)
             save()
         res['host_peak_rss_gb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6

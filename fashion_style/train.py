@@ -228,7 +228,7 @@ class PlainTensors(Callback):
         plain = lambda b: tuple(t.as_subclass(torch.Tensor) if isinstance(t, torch.Tensor) else t for t in b)
         self.learn.xb, self.learn.yb = plain(self.xb), plain(self.yb)
 
-# %% ../nbs/07_train.ipynb #09a596a1
+# %% ../nbs/07_train.ipynb #8007b8c1
 CHECKPOINT_FORMAT = 1
 
 def _plain(o):
@@ -286,14 +286,16 @@ class CheckpointCallback(Callback):
         ranks = gather_objects(rng_states(cuda_device=_own_gpu())) if is_distributed() else None  # each process's own
         if rank_distrib() != 0: return  # the first process writes
         swa = next((cb for cb in self.learn.cbs if isinstance(cb, SWACallback)), None)
+        swa = None if swa is None or swa.average.avg is None else dict(n=swa.average.n, avg=swa.average.avg)
+        sl = self.recorder.smooth_loss
+        t = self.best.writer.snapshot('checkpoint', dict(model=self.model.state_dict(), opt=self.opt.state_dict(), swa=swa,
+                                                         smooth_loss=sl.val))  # the values now; the file is written after
         ck = dict(format=CHECKPOINT_FORMAT, stage=getattr(self.learn, 'recipe_stage', None), next_epoch=self.epoch + 1,
-                  n_epoch=self.n_epoch, model=self.model.state_dict(), opt=self.opt.state_dict(),
-                  swa=None if swa is None or swa.average.avg is None else dict(n=swa.average.n, avg=swa.average.avg),
+                  n_epoch=self.n_epoch, model=t['model'], opt=_plain(t['opt']), swa=t['swa'],
                   best=dict(value=float(self.best.best), epoch=list(self.best.best_epoch or ())),
-                  history=len(self.history.rows), rng=rng_states(self.dls, _own_gpu()),
-                  smooth_loss=dict(count=self.recorder.smooth_loss.count, val=self.recorder.smooth_loss.val))
+                  history=len(self.history.rows), rng=rng_states(self.dls, _own_gpu()),  # new host objects already
+                  smooth_loss=dict(count=sl.count, val=t['smooth_loss']))
         if ranks is not None: ck['rng_ranks'] = ranks
-        ck = _plain(self.best.writer.snapshot('checkpoint', ck))  # the values now; the file is written after
         self.best.writer.write('checkpoint', self.fname, self._write, ck)
         if not self.background: self.wait()
 
