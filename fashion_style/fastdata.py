@@ -312,7 +312,13 @@ def _prefetched(batches, depth:int):
     finally:
         stop.set(); t.join()
 
-# %% ../nbs/10_fastdata.ipynb #c2c77a9f
+# %% ../nbs/10_fastdata.ipynb #4d10b4b7
+def _to_device(t:Tensor, device)->Tensor:
+    "Host tensor `t` on `device` without the host waiting (through pinned memory to a GPU)"
+    device = torch.device(device)
+    if device.type == 'cuda': t = t.pin_memory()
+    return t.to(device, non_blocking=True)
+
 def _flip_rows(x:Tensor, flip:Tensor)->Tensor:
     "Mirror left-right the images `x[i]` (a new `(b, h, w, 3)` tensor) where `flip[i]`"
     if x.device.type != 'cpu': return torch.where(flip.view(-1, 1, 1, 1), x.flip(2), x)  # no host sync
@@ -359,8 +365,7 @@ class CacheDL(DataLoader):
         ds, dev, bs = self.dataset, self.device, self.bs or 1
         src, labels = ds.images, ds.labels
         flat = src.view(len(src), -1)  # gathering rows of a 2-d view is a plain copy per row
-        rows = torch.from_numpy(ds.rows[idxs]).to(src.device)
-        flips = torch.from_numpy(flips).to(dev)
+        rows, flips = _to_device(torch.from_numpy(ds.rows[idxs]), src.device), _to_device(torch.from_numpy(flips), dev)
         for i in range(len(self)):
             r = rows[i*bs:(i + 1)*bs]
             if src.device.type == 'cpu':
