@@ -16,7 +16,7 @@ python3 -c "import sys, torch, fastai, timm; print(sys.version.split()[0], torch
 export HF_HUB_OFFLINE=1 PYTHONWARNINGS=ignore MPLBACKEND=Agg
 timeout "${BENCH_S:-380}" python3 bench/gpu_train_bench.py --n 10000 --img-size 500 --out "$OUT" ${BENCH_ARGS} 2>&1 \
   | grep -v -i "warn" | tee "$OUT/gpu_train_bench.log"
-timeout 60 python3 bench/checkpoint_bench.py --device cuda --out "$OUT/checkpoint_gpu.json" 2>&1 | grep -v -i warn | tee "$OUT/checkpoint_gpu.log"
+timeout 45 python3 bench/checkpoint_bench.py --device cuda --out "$OUT/checkpoint_gpu.json" 2>&1 | grep -v -i warn | tee "$OUT/checkpoint_gpu.log"
 if [ "${ANCHOR_S:-110}" != 0 ] && [ -f build/anchor_bench.py ]; then
   (cd build && COMPILE_DEADLINE=0 timeout "${ANCHOR_S:-110}" python3 anchor_bench.py 2>&1 | grep -v -i warn | tail -25 | tee "$OUT/anchor.log")
 fi
