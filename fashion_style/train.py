@@ -35,9 +35,9 @@ import safetensors
 __all__ = ['TRAIN_DEFAULTS', 'CHECKPOINT_FORMAT', 'log', 'train_config', 'load_data', 'HostSnapshot', 'BackgroundWriter',
            'BestF2Callback', 'RunHistory', 'PlainTensors', 'rng_states', 'set_rng_states', 'CheckpointCallback',
            'load_checkpoint', 'f2_table', 'evaluate_weights', 'speed_settings', 'style_opt_func', 'apply_speed',
-           'train', 'train_cli']
+           'train', 'train_cli', 'flags_config']
 
-# %% ../nbs/07_train.ipynb #58bc59bb
+# %% ../nbs/07_train.ipynb #ccb283c9
 TRAIN_DEFAULTS = dict(
     data='synthetic',     # 'synthetic' (the built-in synthetic set), a JD label file, or a CSV of path + label names
     test=None,            # labelled test file in the same format (for 'synthetic': its test split)
@@ -57,7 +57,7 @@ TRAIN_DEFAULTS = dict(
     oversample=None,      # e.g. {'classes': ['sports', 'Japanese', 'British', 'national'], 'k': 10}
     frozen_epochs=1,      # epochs with only the head trained (skipped when not pretrained)
     epochs=4,             # epochs with everything trained
-    lr=3e-3,              # peak learning rate (head; the body gets lr/lr_mult after unfreezing)
+    lr=3e-3,              # peak learning rate (after unfreezing, as fastai's fine_tune: the head lr/2, the body lr/2/lr_mult)
     lr_mult=100,          # discriminative LR ratio after unfreezing, as fastai's fine_tune
     wd=0.01,              # weight decay
     swa=None,             # e.g. {'start_epoch': 2, 'cycle_len': 1, 'lr_max': 1e-3, 'lr_min': 1e-5}
@@ -70,7 +70,7 @@ TRAIN_DEFAULTS = dict(
                           # slightly from `predict`'s full decode, so it is off by default)
     cache_device='auto',  # pipeline='fast': None (memory-mapped on the host), a device, or 'auto' (GPU when it fits)
     device=None,          # 'cpu', 'cuda', 'cuda:1', ... (default: fastai's `default_device()`, a GPU when there is one)
-    precision='auto',     # 'fp32', 'bf16' or 'fp16' mixed precision, or 'auto' (bf16 on a GPU that has it, else fp32)
+    precision='auto',     # 'fp32', 'bf16' or 'fp16' mixed precision, or 'auto' (bf16 on an Ampere or newer GPU, fp16 on older ones, else fp32)
     channels_last='auto', # channels-last model and batches: True, False or 'auto' (on a GPU)
     optimizer='auto',     # 'fastai' (fastai's Adam), 'adamw' (torch's AdamW: fused on a GPU) or 'auto' (adamw on a GPU)
     deterministic='auto', # deterministic kernels: True, False or 'auto' (on the CPU only)
@@ -228,7 +228,7 @@ class PlainTensors(Callback):
         plain = lambda b: tuple(t.as_subclass(torch.Tensor) if isinstance(t, torch.Tensor) else t for t in b)
         self.learn.xb, self.learn.yb = plain(self.xb), plain(self.yb)
 
-# %% ../nbs/07_train.ipynb #8007b8c1
+# %% ../nbs/07_train.ipynb #0d9f28d6
 CHECKPOINT_FORMAT = 1
 
 def _plain(o):
@@ -264,7 +264,8 @@ def set_rng_states(states:dict, dls=None,
         np.random.set_state(tuple(states['numpy']))
         torch.set_rng_state(states['torch'].cpu())
         if states['cuda'] and torch.cuda.is_available():
-            if cuda_device is None: torch.cuda.set_rng_state_all([s.cpu() for s in states['cuda']])
+            if cuda_device is None:  # every GPU's, as many as are visible now
+                for i, st in enumerate(states['cuda'][:torch.cuda.device_count()]): torch.cuda.set_rng_state(st.cpu(), i)
             else: torch.cuda.set_rng_state(states['cuda'][0].cpu(), cuda_device)
     if dls is not None and 'loaders' in states:
         if len(states['loaders']) != len(dls.loaders): raise ValueError("the checkpoint was saved with other DataLoaders")
@@ -293,7 +294,7 @@ class CheckpointCallback(Callback):
         ck = dict(format=CHECKPOINT_FORMAT, stage=getattr(self.learn, 'recipe_stage', None), next_epoch=self.epoch + 1,
                   n_epoch=self.n_epoch, model=t['model'], opt=_plain(t['opt']), swa=t['swa'],
                   best=dict(value=float(self.best.best), epoch=list(self.best.best_epoch or ())),
-                  history=len(self.history.rows), rng=rng_states(self.dls, _own_gpu()),  # new host objects already
+                  history=len(self.history.rows), rng=rng_states(self.dls, _own_gpu(self.dls.device)),  # new host objects already
                   smooth_loss=dict(count=sl.count, val=t['smooth_loss']))
         if ranks is not None: ck['rng_ranks'] = ranks
         self.best.writer.write('checkpoint', self.fname, self._write, ck)
@@ -332,11 +333,12 @@ class _Resume(Callback):
             swa.average.n, swa.average.avg = self.ck['swa']['n'], self.ck['swa']['avg']
         sl = self.recorder.smooth_loss  # the smoothed training loss runs on across the epochs of a fit
         sl.count, sl.val = self.ck['smooth_loss']['count'], self.ck['smooth_loss']['val']
-        set_rng_states(_own_rng_states(self.ck), self.dls, _own_gpu())
+        set_rng_states(_own_rng_states(self.ck), self.dls, _own_gpu(self.dls.device))
 
-def _own_gpu():
-    "In a process of a distributed run, its GPU (its random states are saved and restored alone); else None"
-    return torch.cuda.current_device() if is_distributed() and torch.cuda.is_available() else None
+def _own_gpu(device=None):
+    "The GPU whose random state a checkpoint keeps: a distributed process's own, else the training `device` if a GPU; None: all"
+    if is_distributed() and torch.cuda.is_available(): return torch.cuda.current_device()
+    return device if device is not None and torch.device(device).type == 'cuda' else None
 
 def _own_rng_states(ck:dict)->dict:
     "This process's random states in a checkpoint (each process of a distributed run saved its own) and the loaders'"
@@ -395,7 +397,11 @@ def _write_probs(ids, probs, vocab, fname):
     df = pd.DataFrame(probs, columns=vocab); df.insert(0, 'image_id', list(ids))
     with atomic_write(fname, 'w') as f: df.to_csv(f, index=False, float_format='%.6g')
 
-# %% ../nbs/07_train.ipynb #f4241985
+# %% ../nbs/07_train.ipynb #060151e8
+def _gpu_precision(device)->str:
+    "Mixed precision for a GPU: bf16 where the tensor cores have it (Ampere and newer), else fp16"
+    return 'bf16' if torch.cuda.get_device_capability(device) >= (8, 0) else 'fp16'
+
 def speed_settings(cfg:dict, # a config from `train_config`
                    device=None, # the training device (default: `cfg['device']`, else fastai's `default_device()`)
                   )->dict:
@@ -404,7 +410,7 @@ def speed_settings(cfg:dict, # a config from `train_config`
     gpu = device.type == 'cuda'
     pick = lambda k, on_gpu, on_cpu: (on_gpu if gpu else on_cpu) if cfg[k] == 'auto' else cfg[k]
     res = dict(device=str(device), pipeline=pick('pipeline', 'fast', 'fastai'),
-               precision=pick('precision', 'bf16' if gpu and torch.cuda.is_bf16_supported() else 'fp16', 'fp32'),
+               precision=cfg['precision'] if cfg['precision'] != 'auto' else _gpu_precision(device) if gpu else 'fp32',
                channels_last=pick('channels_last', True, False), optimizer=pick('optimizer', 'adamw', 'fastai'),
                deterministic=pick('deterministic', False, True))
     res['cudnn_benchmark'] = gpu and not res['deterministic'] if cfg['cudnn_benchmark'] == 'auto' else cfg['cudnn_benchmark']
@@ -430,7 +436,7 @@ def apply_speed(learn, speed:dict):
         torch.backends.cudnn.deterministic = speed['deterministic']
     return learn
 
-# %% ../nbs/07_train.ipynb #6b6179e2
+# %% ../nbs/07_train.ipynb #db39c7e1
 def _stages(cfg, pretrained:bool)->list:
     "The recipe's fits: `(stage, epochs)`; the frozen stage only with a pretrained backbone"
     if pretrained and cfg['frozen_epochs']: return [('frozen', cfg['frozen_epochs']), ('unfrozen', cfg['epochs'])]
@@ -539,6 +545,7 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
                 fit_cbs = [best, history, checkpoint, *(cbs or [])]
                 if stage == 'unfrozen' and cfg['swa']: fit_cbs.append(SWACallback(**cfg['swa'], fname='swa'))
                 if ck is not None and stage == ck['stage']:
+                    learn.model.to(device)  # first: torch's `load_state_dict` puts the optimizer state where the weights are
                     learn.model.load_state_dict(ck['model'])
                     if learn.opt is None: learn.create_opt()
                     sd = ck['opt']
@@ -573,7 +580,7 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
         _write_json(results, run/'results.json')
     return run
 
-# %% ../nbs/07_train.ipynb #fdb8f72d
+# %% ../nbs/07_train.ipynb #202ac490
 def _json_arg(s):
     if s is None or not isinstance(s, str): return s
     try: return json.loads(s)
@@ -584,22 +591,39 @@ def train_cli(config:str=None, # JSON config file (a run's config.json works); f
               data:str=None, # 'synthetic', a JD label file, or a CSV of path + label names
               test:str=None, # labelled test file in the same format
               image_dir:str=None, # folder of the images
+              vocab:str=None, # JSON list of label names in order (default: the 13 styles for JD files)
+              synth:str=None, # JSON `make_synthetic` arguments for data='synthetic', e.g. '{"n_dev": 6000}'
               arch:str=None, # timm architecture name
               pretrained:bool=False, # start from ImageNet weights
               weights_file:str=None, # local pretrained weights file
               size:int=None, # input side in pixels
-              bs:int=None, # batch size
+              bs:int=None, # batch size (per process under torchrun)
+              valid_pct:float=None, # share of the development set used for validation
+              split_seed:int=None, # seed of the train/valid split
+              seed:int=None, # seed of everything else
               loss:str=None, # bce, wbce, softf2, focal or asl
               loss_kwargs:str=None, # JSON, e.g. '{"alpha": 1.5}'
               oversample:str=None, # JSON, e.g. '{"classes": ["sports"], "k": 10}'
               frozen_epochs:int=None, # epochs with the body frozen
               epochs:int=None, # epochs unfrozen
               lr:float=None, # peak learning rate
+              lr_mult:float=None, # discriminative LR ratio after unfreezing
+              wd:float=None, # weight decay
               swa:str=None, # JSON, e.g. '{"start_epoch": 3, "cycle_len": 1}'
-              seed:int=None, # seed
+              monitor:str=None, # 'f2_opt' or 'f2_05': the metric that picks the best epoch
+              num_workers:int=None, # DataLoader workers; with pipeline 'fast', processes building the cache
+              pipeline:str=None, # 'auto', 'fastai' or 'fast'
+              cache_dir:str=None, # folder of the image caches
+              draft:bool=False, # decode JPEGs at reduced scale when building the cache
+              cache_device:str=None, # 'auto', a device such as 'cuda', or null (memory-mapped on the host)
               device:str=None, # 'cpu', 'cuda', 'cuda:1', ... (default: a GPU when there is one)
               precision:str=None, # 'auto', 'fp32', 'bf16' or 'fp16'
-              pipeline:str=None, # 'auto', 'fastai' or 'fast'
+              channels_last:str=None, # 'auto', true or false
+              optimizer:str=None, # 'auto', 'fastai' or 'adamw'
+              deterministic:str=None, # 'auto', true or false
+              cudnn_benchmark:str=None, # 'auto', true or false
+              bad_images:str=None, # 'error' or 'skip'
+              checkpoint_every:int=None, # epochs between resume checkpoints; 0: none
               name:str=None, # run folder name
               out:str=None, # parent folder of runs
               no_progress:bool=False, # hide progress bars
@@ -614,17 +638,24 @@ def train_cli(config:str=None, # JSON config file (a run's config.json works); f
     for k, v in res.items():
         if 'mf2' in k: print(f"  {k}: {v:.4f}")
 
-def _train_from_flags(a:dict)->Path:
-    config, pretrained, no_progress, resume = a.pop('config'), a.pop('pretrained'), a.pop('no_progress'), a.pop('resume')
-    if resume is not None:
-        given = sorted(k for k, v in a.items() if v is not None)
-        if config or pretrained or given: raise SystemExit(f"--resume continues a run with its own config; drop {given or '--config/--pretrained'}")
-        return train(resume=resume, progress=not no_progress)
+_JSON_FLAGS = ('vocab', 'synth', 'loss_kwargs', 'oversample', 'swa', 'cache_device', 'channels_last', 'deterministic', 'cudnn_benchmark')
+_SWITCHES = ('pretrained', 'draft')  # on/off flags: given, they set the key to True; absent, the config's value stays
+
+def flags_config(a:dict)->dict:
+    "The config that `fashion_style_train`'s flags `a` ask for: `--config`'s file, then each flag given (JSON ones parsed)"
     cfg = {}
-    if config:
-        cfg = json.loads(Path(config).read_text())
-        cfg = cfg.get('config', cfg)
-        cfg['name'] = None
-    cfg.update({k: _json_arg(v) if k in ('loss_kwargs', 'oversample', 'swa') else v for k, v in a.items() if v is not None})
-    if pretrained: cfg['pretrained'] = True
-    return train(cfg, progress=not no_progress)
+    if a.get('config'):
+        cfg = json.loads(Path(a['config']).read_text())
+        cfg = cfg.get('config', cfg)  # a run's config.json holds it under 'config'
+        cfg['name'] = None  # a new run folder
+    given = {k: v for k, v in a.items() if k in TRAIN_DEFAULTS and v is not None and k not in _SWITCHES}
+    cfg.update({k: _json_arg(v) if k in _JSON_FLAGS else v for k, v in given.items()})
+    cfg.update({k: True for k in _SWITCHES if a.get(k)})
+    return train_config(cfg)
+
+def _train_from_flags(a:dict)->Path:
+    if a['resume'] is not None:
+        given = sorted(k for k, v in a.items() if v not in (None, False) and k not in ('resume', 'no_progress'))
+        if given: raise SystemExit(f"--resume continues a run with its own config; drop {', '.join('--' + k for k in given)}")
+        return train(resume=a['resume'], progress=not a['no_progress'])
+    return train(flags_config(a), progress=not a['no_progress'])
