@@ -27,10 +27,12 @@ __all__ = ['PARQUET_SUFFIXES', 'ENGINES', 'DECODERS', 'RESERVED_COLUMNS', 'defau
            'EncodedImages', 'as_predictor', 'load_models', 'model_probs', 'combine_probs', 'style_names', 'run_probs',
            'predict', 'check_columns', 'prediction_frame', 'tta_report', 'write_jd_submission', 'predict_cli']
 
-# %% ../nbs/09_inference.ipynb #c61b79e4
+# %% ../nbs/09_inference.ipynb #300444b5
 def default_device(device=None)->torch.device:
-    "`device` as a `torch.device`; default: CUDA if available, else the CPU"
-    return torch.device(device) if device is not None else torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    "`device` as a `torch.device` (a GPU with its number); default: CUDA if available, else the CPU"
+    device = torch.device(device) if device is not None else torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if device.type == 'cuda' and device.index is None: device = torch.device('cuda', torch.cuda.current_device())
+    return device  # numbered, it compares equal to where a model's weights are
 
 def build_model(arch:str, # timm model name, as in a run's `config.json`
                 n_out:int, # number of outputs (labels)
@@ -187,7 +189,7 @@ def _stats_on(stats:tuple, device)->tuple:
     "`(mean, std)` as `(1, C, 1, 1)` tensors on `device`, made once: copying them from the host each batch would wait for a GPU"
     return tuple(torch.tensor(s, device=device).view(1, -1, 1, 1) for s in stats)
 
-# %% ../nbs/09_inference.ipynb #8f82698e
+# %% ../nbs/09_inference.ipynb #0405395d
 def resize_tensor(x:torch.Tensor, # `(3, H, W)` uint8 image, on any device
                   size, # side, or `(height, width)`
                   resize_method:str='squish', # 'squish' or 'pad' (zeros), as in the run's config
@@ -252,15 +254,33 @@ class EncodedImages(ImageFiles):
         return (torch.tensor(ok, dtype=torch.long), torch.stack([imgs[i] for i in ok]) if ok else None,
                 [(i, e) for i, x, e in items if e is not None])
 
-def _decode_all(datas:list, dev)->list:
+def _decode_each(datas:list, dev)->list:
     "Each JPEG decoded as `(3, H, W)` uint8 on `dev` (None where it cannot be): one batched call, else one by one"
-    if not datas: return []
     try: return list(decode_jpeg(datas, mode=ImageReadMode.RGB, device=dev))
     except Exception: pass
     out = []
     for d in datas:
         try: out.append(decode_jpeg(d, mode=ImageReadMode.RGB, device=dev))
         except Exception: out.append(None)
+    return out
+
+_DECODE_STREAMS = {}
+
+def _decode_all(datas:list, dev)->list:
+    "`_decode_each`; on a GPU on a stream of its own, so that the decoder never writes into memory queued work still reads"
+    if not datas: return []
+    if dev.type != 'cuda': return _decode_each(datas, dev)
+    # nvJPEG writes its outputs without waiting for the work queued on the stream they were allocated on, and the
+    # caching allocator gives a block freed on a stream straight back to that stream, maybe while queued kernels
+    # still read it (pytorch/vision#9606). On a stream of its own the decoder only gets blocks it had before, and
+    # `record_stream` keeps those until the work that used them on the main stream is done.
+    main = torch.cuda.current_stream(dev)
+    side = _DECODE_STREAMS.get(main.device)
+    if side is None: side = _DECODE_STREAMS[main.device] = torch.cuda.Stream(main.device)
+    with torch.cuda.stream(side): out = _decode_each(datas, dev)
+    main.wait_stream(side)
+    for x in out:
+        if x is not None: x.record_stream(main)
     return out
 
 # %% ../nbs/09_inference.ipynb #06ad9e3a
