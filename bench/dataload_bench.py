@@ -21,17 +21,9 @@ and reused. Labels are random with the JD training set's class shares.
 Run: `.venv/bin/python bench/dataload_bench.py --n 2000 --img-size 400` (on the GPU machine:
 `--n 20000 --img-size 800 --sizes 224 --gpu-stock`).
 
-Measured on a shared 2-CPU machine under heavy load (load average about 6-8, so every figure is low and noisy),
-`--n 800 --img-size 800`, batch 64, images/s of one training epoch:
-| size | stock, 0 workers | stock, 2 workers | cache build (once) | cache epoch 1 / 2 |
-|---|---|---|---|---|
-| 224 | 22 | 37 | 94 (8.5 s) | 140 / 222 |
-| 64 | 50 | 61 | 225 (3.6 s) | 2,213 / 8,028 |
-Draft vs full decode (800 px JPEGs): at 224 mean 0.39 uint8 levels (0.007 normalized units), p99 3, max 11; at
-64 mean 0.62 (0.011), p99 5, max 15. At 224 px the cache epoch on this machine is dominated by the kernel's
-first-touch page faults of each new batch tensor (a fresh 38 MB float tensor costs about 50 ms here against 2 ms
-to refill an existing one); on the GPU the batch is made in GPU memory."""
-import argparse, os, platform, shutil, sys, tempfile, time, warnings
+With `--out`, the CPU figures also go to a JSON file; the published ones (`--n 800 --img-size 800`) are in
+`bench/results/dataload_cpu.json` and `.log`, and on the docs' benchmarks page."""
+import argparse, json, os, platform, shutil, sys, tempfile, time, warnings
 from functools import partial
 from multiprocessing import Pool
 from pathlib import Path
@@ -83,18 +75,23 @@ def draft_difference(df, size, k=200)->dict:
                         for p in df.path[:k]])
     return dict(mean=d.mean(), p99=np.percentile(d, 99), max=int(d.max()), mean_norm=d.mean() / (255 * 0.226))
 
-def cpu_part(df, a, cache_root):
+def cpu_part(df, a, cache_root)->dict:
+    "The CPU figures, printed and returned per training size"
+    out = {}
     for size in a.sizes:
+        r = out[size] = dict(stock_img_s={}, cache_epoch_img_s=[])
         print(f"\n== {size} x {size} px, batch {a.bs}, {len(df)} images (train split {int(len(df)*0.8)})")
         for w in a.workers:
             dls = style_dls(df, size=size, bs=a.bs, num_workers=w, device='cpu')
             rate, n = epoch_rate(dls.train, a.max_batches)
+            r['stock_img_s'][w] = rate
             print(f"stock fastai style_dls, num_workers={w}: {rate:8.1f} images/s  ({n} images, one epoch of train)")
         cdir = cache_root/f'{size}'
         shutil.rmtree(cdir, ignore_errors=True)
         t = time.perf_counter()
         c = build_image_cache(df.path, size, cdir, progress=False)
         dt = time.perf_counter() - t
+        r.update(build_s=dt, build_img_s=len(df) / dt, cache_mb=c.nbytes / 1e6)
         print(f"cache build (draft, {os.cpu_count()} processes): {dt:6.2f} s = {len(df)/dt:8.1f} images/s  "
               f"({c.nbytes/1e6:.1f} MB)")
         t = time.perf_counter()
@@ -102,10 +99,12 @@ def cpu_part(df, a, cache_root):
         print(f"cache reuse + fast_style_dls: {time.perf_counter() - t:6.2f} s (built now: {dls.cache.built})")
         for ep in range(2):
             rate, n = epoch_rate(dls.train, a.max_batches)
+            r['cache_epoch_img_s'].append(rate)
             print(f"cache train epoch {ep + 1}: {rate:8.1f} images/s  ({n} images: gather + flip + normalize)")
-        dd = draft_difference(df, size)
+        dd = r['draft_vs_full'] = {k: float(v) for k, v in draft_difference(df, size).items()}
         print(f"draft vs full decode ({min(200, len(df))} images): mean |diff| {dd['mean']:.2f} levels "
-              f"({dd['mean_norm']:.3f} normalized units), p99 {dd['p99']:.0f}, max {dd['max']}")
+              f"({dd['mean_norm']:.3f} normalized units), p99 {dd['p99']:.0f}, max {dd['max']:.0f}")
+    return out
 
 def gpu_part(df, a, cache_root, smoke=False):
     "Training images/s on the GPU: plain loop vs fastai Learner over the cache loaders, static ceiling, stock fastai"
@@ -190,6 +189,7 @@ def main():
     ap.add_argument('--gpu-bs', type=int, default=128)
     ap.add_argument('--gpu-stock', action='store_true', help='also time stock fastai on the JPEG files on the GPU')
     ap.add_argument('--archs', nargs='+', default=['densenet121', 'resnet18'])
+    ap.add_argument('--out', default=None, help="JSON file for the CPU part's figures")
     a = ap.parse_args()
     import fastai, PIL
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
@@ -204,7 +204,11 @@ def main():
     print(f"{a.n} synthetic JPEGs of {a.img_size} x {a.img_size} in {dest} ({mb:.0f} MB, ready in {time.perf_counter() - t:.1f} s)")
     cache_root = Path(a.cache_dir) if a.cache_dir else Path(tempfile.mkdtemp(prefix='fastdata-bench-'))
     try:
-        if not a.no_cpu: cpu_part(df, a, cache_root)
+        if not a.no_cpu:
+            res = dict(machine=dict(cpu=platform.processor() or platform.machine(), cpus=cpus, torch=torch.__version__,
+                                    torch_threads=torch.get_num_threads(), python=platform.python_version(),
+                                    load_avg=os.getloadavg()), args=vars(a), jpeg_mb=mb, cpu=cpu_part(df, a, cache_root))
+            if a.out: Path(a.out).write_text(json.dumps(res, indent=1))
         if torch.cuda.is_available() or a.gpu_smoke: gpu_part(df, a, cache_root, smoke=a.gpu_smoke)
         else: print("\nGPU part skipped: CUDA is not available (run with --gpu-smoke to check its code on the CPU)")
     finally:
