@@ -48,7 +48,7 @@ check-sync: install
 export: install
 	$(BIN)/nbdev_export && $(BIN)/nbdev_clean
 
-readme:
+readme: install
 	$(BIN)/python tools/make_readme.py
 
 bench: install
