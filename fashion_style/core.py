@@ -27,9 +27,10 @@ def style_code(style:str)->str:
     "The short code (e.g. 'Sp') of a style name, or the name itself for a label outside the 13 styles"
     return dict(zip(STYLES, STYLE_CODES)).get(style, style)
 
-# %% ../nbs/00_core.ipynb #5f099b61
+# %% ../nbs/00_core.ipynb #1333b6ff
 def check_vocab(vocab)->list:
     "Return `vocab` as a list of label names, or raise if it is empty, has blanks or repeats"
+    if isinstance(vocab, str): raise ValueError(f"vocab must be a list of label names, not the string {vocab!r}")
     vocab = [str(v) for v in vocab]
     if not vocab: raise ValueError("vocab is empty: give at least one label name")
     bad = [v for v in vocab if not v.strip() or v != v.strip() or ' ' in v or ',' in v]

@@ -26,7 +26,7 @@ from fastai.vision.data import ImageBlock
 from fastai.vision.augment import Resize, ResizeMethod, PadMode, FlipItem
 from fastprogress.fastprogress import progress_bar
 
-# %% ../nbs/01_data.ipynb #43b2fff5
+# %% ../nbs/01_data.ipynb #4c6ed65b
 _RESERVED = ('image_id', 'path', 'url')
 
 def _check_names(vocab)->list:
@@ -36,6 +36,14 @@ def _check_names(vocab)->list:
     if clash: raise ValueError(f"label names {clash} clash with the columns {list(_RESERVED)}")
     return vocab
 
+def _not_utf8(fname, reason:str)->InputError:
+    "The error for a file that is not UTF-8 text, at its first bad line and byte (the decoder's own count is per chunk)"
+    data = Path(fname).read_bytes()
+    try: data.decode('utf-8-sig'); return InputError(fname, f'not UTF-8 text ({reason})')
+    except UnicodeDecodeError as e:
+        start = e.start + (3 if data.startswith(b'\xef\xbb\xbf') else 0)
+        return InputError(fname, f'not UTF-8 text ({e.reason} at byte {start})', data.count(b'\n', 0, start) + 1)
+
 def _csv_rows(fname):
     "Yield `(line, fields)` for each non-blank row of a CSV file, fields stripped of surrounding spaces"
     reader = None
@@ -44,7 +52,7 @@ def _csv_rows(fname):
             reader = csv.reader(f)
             for row in reader:
                 if len(row) > 1 or (row and row[0].strip()): yield reader.line_num, [v.strip() for v in row]
-    except UnicodeDecodeError as e: raise InputError(fname, f'not UTF-8 text ({e.reason} at byte {e.start})') from None
+    except UnicodeDecodeError as e: raise _not_utf8(fname, e.reason) from None
     except csv.Error as e: raise InputError(fname, f'unreadable CSV: {e}', getattr(reader, 'line_num', None)) from None
 
 def _frame(ids, paths, labels, vocab, **extra)->pd.DataFrame:
@@ -166,7 +174,7 @@ def _check_rel_path(p:str, fname, line)->str:
         raise InputError(fname, f'image path {p!r} must be relative and stay inside the image folder', line)
     return str(PurePosixPath(*parts))
 
-# %% ../nbs/01_data.ipynb #746eb017
+# %% ../nbs/01_data.ipynb #2e0a8bf3
 def read_label_csv(fname, # CSV with a header, an image path column and a label-names column
                    image_dir=None, # folder the paths are relative to (default: the CSV's folder)
                    vocab=None, # label names in order (default: the names found, sorted)
@@ -209,6 +217,10 @@ def read_label_csv(fname, # CSV with a header, an image path column and a label-
     clash = [c for c in others if c in _RESERVED or c in pos]
     if clash: raise InputError(fname, f'columns {clash} clash with the table columns image_id, path or a label name', hline)
     ids = [str(PurePosixPath(r).with_suffix('')) for r in rels]
+    first = {}
+    for i, line in zip(ids, lines):
+        if first.setdefault(i, line) != line:
+            raise InputError(fname, f'two images with the id {i!r} (the path without its suffix; first on line {first[i]})', line)
     paths = [str(image_dir/r) for r in rels]
     if check_files: _check_files(fname, paths, rels, lines, image_dir)
     return _frame(ids, paths, Y, vocab, **others)
