@@ -130,7 +130,7 @@ def score_table(valid_probs, # `(M, n_valid, C)` probabilities of each model on 
     rows.append(row('average' if weights is None else 'weighted average', 'average', at(va, ath), at(ta, ath)))
     return pd.DataFrame(rows).set_index('model')
 
-# %% ../nbs/08_ensemble.ipynb #d9ff4f90
+# %% ../nbs/08_ensemble.ipynb #879ff472
 RUN_FORMAT = 1
 CHECKPOINTS = {'best': 'model.safetensors', 'swa': 'swa.safetensors'}
 _RESIZE_METHODS = ('squish', 'pad')
@@ -170,6 +170,7 @@ def read_run_config(run, # a run folder written by `fashion_style.train.train`
                             f"reads (format {RUN_FORMAT}): upgrade fashion_style to use this run")
     missing = [k for k in ('config', 'vocab', 'stats', 'arch') if k not in info]
     if missing: raise InputError(f, f"missing keys {missing}: not a config.json written by fashion_style.train")
+    if not isinstance(info['arch'], str) or not info['arch']: raise InputError(f, f"'arch' must be a timm architecture name, got {info['arch']!r}")
     try: check_vocab(info['vocab'])
     except ValueError as e: raise InputError(f, f'bad vocab: {e}') from None
     st = info['stats']
@@ -341,7 +342,7 @@ def label_rows(labels, # reader table(s) holding the images' labels
     if missing: raise ValueError(f"{len(missing)} of {len(ids)} images have no labels, e.g. {missing[:5]}")
     return label_matrix(df.loc[list(ids)].reset_index(), list(vocab))
 
-# %% ../nbs/08_ensemble.ipynb #cadc8687
+# %% ../nbs/08_ensemble.ipynb #9d8d72ed
 METHODS = ('vote', 'average')
 
 class Ensemble:
@@ -423,10 +424,20 @@ def load_ensemble(fname)->Ensemble:
     try: d = json.loads(fname.read_text(encoding='utf-8'))
     except (json.JSONDecodeError, UnicodeDecodeError) as e: raise InputError(fname, f'not valid JSON ({e})') from None
     if not isinstance(d, dict) or 'members' not in d or 'method' not in d: raise InputError(fname, 'not an ensemble file (no members or method)')
-    if d.get('format', 1) > RUN_FORMAT: raise InputError(fname, f"ensemble format {d['format']} is newer than this fashion_style reads")
+    fmt = d.get('format', 1)
+    if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt < 1: raise InputError(fname, f"'format' must be a whole number >= 1, got {fmt!r}")
+    if fmt > RUN_FORMAT: raise InputError(fname, f"ensemble format {fmt} is newer than this fashion_style reads")
+    ms = d['members']
+    if not (isinstance(ms, list) and ms and all(isinstance(m, dict) and isinstance(m.get('run'), str) for m in ms)):
+        raise InputError(fname, f"'members' must be a list of {{\"run\": folder, \"checkpoint\": name}} objects, got {ms!r}"[:300])
     base = fname.resolve().parent
-    members = [Member(base/m['run'], m.get('checkpoint', 'best')) for m in d['members']]
-    ens = Ensemble(members, d['method'], k=d.get('k'), weights=d.get('weights'), thresholds=d.get('thresholds'))
+    members = [Member(base/m['run'], m.get('checkpoint', 'best')) for m in ms]
+    th = d.get('thresholds')
+    if isinstance(th, dict) and (missing := [v for v in common_vocab(members) if v not in th]):
+        raise InputError(fname, f"'thresholds' has no value for {missing}")
+    try: ens = Ensemble(members, d['method'], k=d.get('k'), weights=d.get('weights'), thresholds=th)
+    except InputError: raise  # a member's own file
+    except (ValueError, TypeError) as e: raise InputError(fname, str(e)) from None
     if d.get('vocab') and d['vocab'] != ens.vocab: raise InputError(fname, f"vocab {d['vocab']} differs from the members' {ens.vocab}")
     return ens
 
