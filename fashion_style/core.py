@@ -11,7 +11,7 @@ import torch
 
 # %% auto #0
 __all__ = ['STYLES', 'STYLE_CODES', 'JD_N_TRAIN', 'JD_TRAIN_POSITIVES', 'style_code', 'check_vocab', 'project_root', 'data_path',
-           'models_path', 'seed_everything', 'InputError', 'atomic_write', 'markdown_table']
+           'models_path', 'seed_everything', 'InputError', 'atomic_path', 'atomic_write', 'markdown_table']
 
 # %% ../nbs/00_core.ipynb #c4676eb8
 STYLES = ['sports', 'casual', 'commuting', 'Japanese', 'Korean', 'western', 'British',
@@ -71,20 +71,26 @@ class InputError(ValueError):
         self.path, self.line, self.msg = path, line, msg
         super().__init__(f"{path}{'' if line is None else f':{line}'}: {msg}")
 
-# %% ../nbs/00_core.ipynb #621005be
+# %% ../nbs/00_core.ipynb #ac554529
+_UMASK = os.umask(0); os.umask(_UMASK)  # read once, at import: setting it later would race with other threads' files
+
 @contextlib.contextmanager
-def atomic_write(path, mode:str='wb'):
-    "Open a temporary file beside `path` for writing; on success rename it to `path`, on error remove it"
+def atomic_path(path):
+    "A temporary file name beside `path`, for writers that take a name: renamed to `path` on success, removed on error"
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    umask = os.umask(0); os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the file the usual permissions
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp'); os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the file the usual permissions
     try:
-        with os.fdopen(fd, mode) as f: yield f
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
+
+@contextlib.contextmanager
+def atomic_write(path, mode:str='wb'):
+    "Open a temporary file beside `path` for writing; on success rename it to `path`, on error remove it"
+    with atomic_path(path) as tmp, open(tmp, mode) as f: yield f
 
 # %% ../nbs/00_core.ipynb #85d92776
 def markdown_table(df, # a pandas DataFrame; a named index becomes the first column

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 import safetensors.torch
+from ..core import atomic_path
 from fastcore.basics import store_attr
 from fastai.callback.core import Callback
 from fastai.callback.tracker import SaveModelCallback
@@ -90,13 +91,7 @@ def save_safetensors(model:nn.Module|dict, # a model, or a state dict of host te
     if isinstance(model, nn.Module):  # copies: tied weights share storage, which safetensors refuses
         sd = {k: v.detach().to('cpu', copy=True).contiguous() for k, v in model.state_dict().items()}
     else: sd = {k: v.detach().contiguous() for k, v in model.items()}
-    fd, tmp = tempfile.mkstemp(dir=fname.parent, prefix=f'.{fname.name}.', suffix='.tmp'); os.close(fd)
-    try:
-        safetensors.torch.save_file(sd, tmp, metadata={k: str(v) for k, v in (metadata or {}).items()})
-        os.replace(tmp, fname)
-    except BaseException:
-        if os.path.exists(tmp): os.unlink(tmp)
-        raise
+    with atomic_path(fname) as tmp: safetensors.torch.save_file(sd, tmp, metadata={k: str(v) for k, v in (metadata or {}).items()})
     return fname
 
 def load_safetensors(model:nn.Module, fname, strict:bool=True)->nn.Module:
