@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export MPLBACKEND ?= Agg
 
-.PHONY: install demo test test-slow export check-sync readme bench docs docs-test
+.PHONY: install demo test test-slow test-gpu export check-sync readme bench docs docs-test
 
 # torch first (the pinned wheels), then the package with its dev tools, pinned by constraints.txt
 $(STAMP): settings.ini setup.py constraints.txt
@@ -33,6 +33,10 @@ test: install check-sync
 test-slow: install
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,ray]'
 	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --flags slow --timing
+
+# the GPU cells too (`#| cuda`), on a machine with a CUDA GPU
+test-gpu: install
+	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --flags cuda --timing
 
 check-sync: install
 	@before=$$(find fashion_style -name '*.py' -print0 | sort -z | xargs -0 sha1sum | sha1sum); \
