@@ -24,10 +24,10 @@ from .fastdata import CacheDL, _prefetched
 # %% auto #0
 __all__ = ['local_rank', 'is_distributed', 'init_distrib', 'teardown_distrib', 'distrib_device', 'broadcast_object',
            'gather_objects', 'on_rank0', 'rank0_first', 'broadcast_model', 'sync_buffers', 'shard_positions',
-           'DistributedDL', 'DistributedCacheDL', 'distributed_dl', 'sync_batchnorm', 'DDPTrainer', 'run_parallel',
-           'train_member', 'train_members', 'train_members_cli']
+           'DistributedDL', 'DistributedCacheDL', 'distributed_dl', 'sync_batchnorm', 'unused_params', 'DDPTrainer',
+           'run_parallel', 'train_member', 'member_config', 'train_members', 'train_members_cli']
 
-# %% ../nbs/07a_distributed.ipynb #20d864da
+# %% ../nbs/07a_distributed.ipynb #49aa7c56
 def local_rank()->int:
     "This process's number on its machine (`LOCAL_RANK`, set by the launcher; 0 in a lone process)"
     return int(os.environ.get('LOCAL_RANK', 0))
@@ -44,9 +44,14 @@ def init_distrib(timeout:float=7200, # seconds a process waits for the others (d
     if num_distrib() <= 1: return False
     if not dist.is_initialized():
         cuda = torch.cuda.is_available() and not _use_cpu()
-        if cuda: torch.cuda.set_device(local_rank())
+        if cuda: torch.cuda.set_device(_local_gpu())
         dist.init_process_group('cpu:gloo,cuda:nccl' if cuda else 'gloo', timeout=datetime.timedelta(seconds=timeout))
     return True
+
+def _local_gpu()->int:
+    "This process's GPU: `LOCAL_RANK`, or its remainder where a launcher shows each process fewer GPUs (e.g. only its own)"
+    n = torch.cuda.device_count()
+    return local_rank() % n if n else local_rank()
 
 def teardown_distrib():
     "Leave the process group (if this process joined one)"
@@ -56,13 +61,13 @@ def distrib_device(device=None):
     "The training device of this process: `device` in a lone process; under a launcher its own GPU (`cuda:LOCAL_RANK`), or the CPU"
     if num_distrib() <= 1: return device
     cuda = torch.cuda.is_available() and not _use_cpu()
-    if device is None: return torch.device('cuda', local_rank()) if cuda else torch.device('cpu')
+    if device is None: return torch.device('cuda', _local_gpu()) if cuda else torch.device('cpu')
     device = torch.device(device)
     if device.type != 'cuda': return device
-    if device.index is not None and device.index != local_rank():
+    if device.index is not None and device.index != _local_gpu():
         raise ValueError(f"device {device} for the process with LOCAL_RANK {local_rank()}: each process uses cuda:LOCAL_RANK; "
                          "choose the GPUs with CUDA_VISIBLE_DEVICES instead")
-    return torch.device('cuda', local_rank())
+    return torch.device('cuda', _local_gpu())
 
 # %% ../nbs/07a_distributed.ipynb #069c9052
 def broadcast_object(obj, src:int=0):
@@ -218,11 +223,22 @@ def distributed_dl(dl, rank:int|None=None, world_size:int|None=None):
     if not isinstance(dl, DataLoader): raise TypeError(f"distributed_dl splits fastai DataLoaders, not {type(dl).__name__}")
     return (DistributedCacheDL if isinstance(dl, CacheDL) else DistributedDL)(dl, rank, world_size)
 
-# %% ../nbs/07a_distributed.ipynb #026efb5b
+# %% ../nbs/07a_distributed.ipynb #1832f8ce
 def sync_batchnorm(model:nn.Module)->nn.Module:
     "`model` with its BatchNorm layers made `SyncBatchNorm` (timm's BatchNorm + activation layers included), once"
     if any(isinstance(m, nn.SyncBatchNorm) for m in model.modules()): return model  # converting twice loses timm's activations
     return convert_sync_batchnorm(model)
+
+def unused_params(model:nn.Module, size:int=224)->list|None:
+    "Names of the trainable parameters of `model` that get no gradient (a forward and backward on a `meta` copy); None: unknown"
+    try:
+        m = copy.deepcopy(model).to('meta').train()
+        convs = [c for c in m.modules() if isinstance(c, nn.Conv2d)]
+        out = m(torch.zeros(2, convs[0].in_channels if convs else 3, size, size, device='meta'))
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        out.float().sum().backward()
+    except Exception: return None  # a model this cannot run: DDP is told to look for them at every step
+    return [n for n, p in m.named_parameters() if p.requires_grad and p.grad is None]
 
 class DDPTrainer(Callback):
     "Data-parallel training across processes: DDP for the training forward, loaders split, outputs gathered"
@@ -245,7 +261,11 @@ class DDPTrainer(Callback):
         model = self.learn.model  # wrapped at the fit's first training epoch: `validate` and `get_preds` need no DDP
         device = next(model.parameters()).device
         if self.sync_bn and device.type == 'cuda': model = self.learn.model = sync_batchnorm(model)
-        self.ddp = DistributedDataParallel(model, device_ids=[device] if device.type == 'cuda' else None, **self.ddp_kwargs)
+        # DDP waits for a gradient of every trainable parameter; some timm models hold layers that fastai's body never
+        # runs (e.g. mobilenetv3's `conv_head`): then DDP has to look for the unused ones at each step
+        kw = dict(find_unused_parameters=unused_params(model) != [], **self.ddp_kwargs) if 'find_unused_parameters' not in \
+             self.ddp_kwargs else self.ddp_kwargs
+        self.ddp = DistributedDataParallel(model, device_ids=[device] if device.type == 'cuda' else None, **kw)
     def before_batch(self):
         if self.ddp is not None and self.training: self.learn.model = self.ddp
     def after_pred(self):
@@ -329,7 +349,7 @@ def run_parallel(jobs:dict, # name -> command (list of arguments)
         raise RuntimeError('; '.join(f"{n} exited with {rc} (log {logs[n]}):\n{_tail(logs[n])}" for n, rc in failed.items()))
     return logs
 
-# %% ../nbs/07a_distributed.ipynb #529579d1
+# %% ../nbs/07a_distributed.ipynb #75d9fcb2
 def train_member(cfg_file)->Path:
     "Train, finish or keep the run a config file (with `name` and `out`) describes; what each `train_members` process runs"
     from fashion_style.train import train, train_config
@@ -348,6 +368,13 @@ def train_member(cfg_file)->Path:
     print(f"run folder: {run}")
     return run
 
+def member_config(base:dict|None, changes:dict, name:str, out, on_own_gpu:bool)->dict:
+    "One member's full config; a process that sees only its own GPU names it `cuda` (a numbered GPU would not exist there)"
+    from fashion_style.train import train_config
+    cfg = train_config({**(base or {}), **changes, 'name': name, 'out': str(out)})
+    if on_own_gpu and cfg['device'] is not None and str(cfg['device']).startswith('cuda'): cfg['device'] = 'cuda'
+    return cfg
+
 def train_members(members:dict, # member name -> its config changes (e.g. `{'arch': 'densenet121', 'seed': 1}`)
                   base:dict|None=None, # config shared by all members
                   out=None, # parent of the members' run folders (default: `base['out']`, else `models_path()`)
@@ -356,13 +383,12 @@ def train_members(members:dict, # member name -> its config changes (e.g. `{'arc
                   env:dict|None=None, # more environment variables for the members' processes
                  )->dict: # name -> run folder
     "Train an ensemble's members side by side, each `train` in its own process on its own GPU; return the run folders"
-    from fashion_style.train import train_config
     from fashion_style.core import models_path
     out = Path(out or (base or {}).get('out') or models_path())
     cfg_dir = out/'members'; cfg_dir.mkdir(parents=True, exist_ok=True)
-    jobs, runs = {}, {}
+    jobs, runs, on_gpus = {}, {}, bool(_gpu_ids(gpus))
     for name, changes in members.items():
-        cfg = train_config({**(base or {}), **changes, 'name': name, 'out': str(out)})
+        cfg = member_config(base, changes, name, out, on_own_gpu=on_gpus)
         fname = cfg_dir/f'{name}.json'
         fname.write_text(json.dumps(cfg, indent=1))
         jobs[name] = [sys.executable, '-c', f'from fashion_style.distributed import train_member; train_member({str(fname)!r})']
