@@ -26,7 +26,7 @@ from fastai.vision.data import ImageBlock
 from fastai.vision.augment import Resize, ResizeMethod, PadMode, FlipItem
 from fastprogress.fastprogress import progress_bar
 
-# %% ../nbs/01_data.ipynb #4c6ed65b
+# %% ../nbs/01_data.ipynb #1318895a
 _RESERVED = ('image_id', 'path', 'url')
 
 def _check_names(vocab)->list:
@@ -35,6 +35,13 @@ def _check_names(vocab)->list:
     clash = [v for v in vocab if v in _RESERVED]
     if clash: raise ValueError(f"label names {clash} clash with the columns {list(_RESERVED)}")
     return vocab
+
+def _first_bad_name(labs, lines)->int|None:
+    "The line of the first label name `_check_names` refuses on its own"
+    for ls, line in zip(labs, lines):
+        for l in ls:
+            try: _check_names([l])
+            except ValueError: return line
 
 def _not_utf8(fname, reason:str)->InputError:
     "The error for a file that is not UTF-8 text, at its first bad line and byte (the decoder's own count is per chunk)"
@@ -174,7 +181,7 @@ def _check_rel_path(p:str, fname, line)->str:
         raise InputError(fname, f'image path {p!r} must be relative and stay inside the image folder', line)
     return str(PurePosixPath(*parts))
 
-# %% ../nbs/01_data.ipynb #2e0a8bf3
+# %% ../nbs/01_data.ipynb #8e63c129
 def read_label_csv(fname, # CSV with a header, an image path column and a label-names column
                    image_dir=None, # folder the paths are relative to (default: the CSV's folder)
                    vocab=None, # label names in order (default: the names found, sorted)
@@ -205,7 +212,7 @@ def read_label_csv(fname, # CSV with a header, an image path column and a label-
         vocab = sorted({l for ls in labs for l in ls})
         if not vocab: raise InputError(fname, 'no labels found: pass `vocab` to name the labels')
         try: vocab = _check_names(vocab)
-        except ValueError as e: raise InputError(fname, f'label names found are unusable: {e}') from None
+        except ValueError as e: raise InputError(fname, f'label names found are unusable: {e}', _first_bad_name(labs, lines)) from None
     else: vocab = _check_names(vocab)
     pos = {v: i for i, v in enumerate(vocab)}
     Y = np.zeros((len(rels), len(vocab)), dtype=np.int64)
