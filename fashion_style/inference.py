@@ -549,7 +549,7 @@ def write_jd_submission(preds:pd.DataFrame, # `predict`'s result (`image_id` and
         for i in order: w.writerow([i, *Y[row_of[i]].tolist()])
     return Path(fname)
 
-# %% ../nbs/09_inference.ipynb #88e7a405
+# %% ../nbs/09_inference.ipynb #5b879f10
 @call_parse
 def predict_cli(images:str, # an image, a folder of images, a JD label file or test list, a CSV (image,labels), or a CSV / Parquet listing (path)
                 runs:Param("run folder(s) (several: an ensemble), or an ensemble .json file", str, nargs='+'),
@@ -592,7 +592,7 @@ def predict_cli(images:str, # an image, a folder of images, a JD label file or t
             out = out or 'predictions.csv'
             df = predict(images, predictor, checkpoint=checkpoint, method=method, k=k, weights=w,
                          tta=tta, bs=bs, device=device, num_workers=num_workers, quiet=quiet, image_dir=image_dir, decode=decode)
-            with atomic_write(out, 'w') as f: df.to_csv(f, index=False, float_format='%.6g')
+            with atomic_write(out, 'w') as f: df.to_csv(f, index=False, float_format='%.9g')  # float32 exactly
             print(f"{len(df)} images predicted with {df.attrs['predictor']}{' (flip TTA)' if tta else ''} -> {out}")
             for s in df.attrs['skipped']: print(f"skipped {s['path']}: {s['reason']}", file=sys.stderr)
         if submission:

@@ -393,7 +393,7 @@ def evaluate_weights(learn, fname, dls_by_split:dict, vocab)->dict:
     return dict(probs=probs, targets=targets, thresholds=np.asarray(thresholds),
                 table=f2_table(probs, targets, thresholds, vocab))
 
-# %% ../nbs/07_train.ipynb #2fdcff65
+# %% ../nbs/07_train.ipynb #0ec5cb84
 log = logging.getLogger('fashion_style.train')
 
 def _versions():
@@ -417,7 +417,7 @@ def _write_json(obj, fname):
 
 def _write_probs(ids, probs, vocab, fname):
     df = pd.DataFrame(probs, columns=vocab); df.insert(0, 'image_id', list(ids))
-    with atomic_write(fname, 'w') as f: df.to_csv(f, index=False, float_format='%.6g')
+    with atomic_write(fname, 'w') as f: df.to_csv(f, index=False, float_format='%.9g')  # float32 exactly: thresholds apply as in memory
 
 # %% ../nbs/07_train.ipynb #060151e8
 def _gpu_precision(device)->str:
