@@ -602,7 +602,7 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
         _write_json(results, run/'results.json')
     return run
 
-# %% ../nbs/07_train.ipynb #af50e383
+# %% ../nbs/07_train.ipynb #a36cebf0
 def _json_arg(s):
     if s is None or not isinstance(s, str): return s
     try: return json.loads(s)
@@ -693,7 +693,7 @@ def flags_config(a:dict)->dict:
 
 def _train_from_flags(a:dict)->Path:
     if a['resume'] is not None:
-        given = sorted(k for k, v in a.items() if v not in (None, False) and k not in ('resume', 'no_progress'))
+        given = sorted(k for k, v in a.items() if v is not None and v is not False and k not in ('resume', 'no_progress'))
         if given: raise SystemExit(f"--resume continues a run with its own config; drop {', '.join('--' + k for k in given)}")
         return train(resume=a['resume'], progress=not a['no_progress'])
     return train(flags_config(a), progress=not a['no_progress'])
