@@ -29,7 +29,7 @@ def import_ray():
         raise ImportError(f"the Ray engine needs Ray Data, which is not installed here: {RAY_INSTALL} ({e})") from None
     return ray
 
-# %% ../nbs/12_ray.ipynb #5bae808d
+# %% ../nbs/12_ray.ipynb #67cf4490
 JOB_FILE, JOB_FORMAT = '_job.json', 1
 
 def part_ranges(n:int, # number of images
@@ -45,6 +45,12 @@ def part_file(out, # output folder
     "The Parquet file of part `k`"
     return Path(out)/f'part-{k:05d}.parquet'
 
+def _sha256(fname)->str:
+    h = hashlib.sha256()
+    with open(fname, 'rb') as f:
+        for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
+    return h.hexdigest()
+
 def job_spec(table:pd.DataFrame, # the images (`image_table`)
              ens, # the `Ensemble`, or None for one run
              members:list, # the models as `ensemble.Member`s
@@ -59,7 +65,8 @@ def job_spec(table:pd.DataFrame, # the images (`image_table`)
             if ens is not None else None)
     return dict(format=JOB_FORMAT, images=len(table), input_sha256=h.hexdigest(), part_size=part_size,
                 n_parts=len(part_ranges(len(table), part_size)), vocab=list(vocab), tta=bool(tta), ensemble=rule,
-                models=[[str(Path(m.run).absolute()), m.checkpoint] for m in members],
+                models=[[str(Path(m.run).absolute()), m.checkpoint, _sha256(Path(m.run)/CHECKPOINTS[m.checkpoint]),
+                         [float(t) for t in m.thresholds]] for m in members],  # the weights and thresholds themselves
                 predictor=repr(ens) if ens is not None else members[0].name)
 
 def start_job(out, # output folder
@@ -255,7 +262,7 @@ def _data_context(ray, quiet:bool):
     try: yield ctx
     finally: ctx.enable_progress_bars = bars; logger.setLevel(level)
 
-# %% ../nbs/12_ray.ipynb #5484c38c
+# %% ../nbs/12_ray.ipynb #f6e49703
 class RayJob:
     "What `predict_ray` did: its folder, the parts written now and before, the images predicted now, the unreadable ones"
     def __init__(self, out, n_parts:int, written:list, before:list, images:int, errors:list, seconds:float): store_attr()
@@ -318,7 +325,8 @@ def predict_ray(images, # a folder, image paths, a JD file, a CSV / Parquet list
                                 num_cpus=1 if num_gpus else cpus_per_actor)
             ds = ds.map_batches(BatchPredictor, batch_size=bs, batch_format='numpy', compute=ray.data.ActorPoolStrategy(size=n_actors),
                                 num_cpus=cpus_per_actor, num_gpus=num_gpus,
-                                fn_constructor_kwargs=dict(ens=ens, models=specs, tta=tta, device=device,
+                                fn_constructor_kwargs=dict(ens=ens, models=specs, tta=tta,
+                                                           device=device if device is not None or num_gpus else 'cpu',  # CPU actors: the CPU
                                                            threads=max(1, int(cpus_per_actor))))
             for batch in ds.iter_batches(batch_size=None, batch_format='numpy'): writer.add(batch)
         if writer.unfinished: raise RuntimeError(f"the Ray job ended with parts {writer.unfinished} unfinished")
