@@ -21,10 +21,10 @@ BASE = dict(arch='resnet18', size=32, bs=64, epochs=8, lr=3e-3, num_workers=0)
 N_TRAIN = 4812  # images in the training split of the default synthetic set (6000 x 0.8, stratified)
 
 def oversampled_epochs(k, epochs=BASE['epochs']):
-    "Epochs that give an oversampled run about the optimizer steps of a plain run (x100 would be 11x longer here)"
+    "Epochs that give an oversampled run about the optimizer steps of a plain run, at least one (x100: 50 % more steps)"
     from fashion_style.data import read_jd_labels, oversample_idxs, split_train_valid
-    from fashion_style.core import data_path
-    dev = read_jd_labels(data_path()/'synthetic'/'train.txt', check_files=False)
+    from fashion_style.synth import make_synthetic
+    dev = read_jd_labels(make_synthetic()/'train.txt', check_files=False)  # the set `train` uses (built if missing)
     tr, _ = split_train_valid(dev, seed=42)
     n = len(oversample_idxs(dev, RARE, k, tr))
     return max(1, round(epochs * len(tr) / n)), n
@@ -107,7 +107,7 @@ def collect(out):
     # Table II: per-class test F2 at valid thresholds, best checkpoint and SWA, per architecture (first seed)
     t2 = []
     for a in TABLE2:
-        for f in sorted(Path(out).glob(f'{a}-s*/f2.csv')):
+        for f in sorted(Path(out).glob(f'{a}-s*/f2.csv'), key=lambda f: int(f.parent.name.rsplit('-s', 1)[1]))[:1]:
             f2 = pd.read_csv(f); seed = f.parent.name.rsplit('-s', 1)[1]
             for ck in f2.checkpoint.unique():
                 for th in ('0.5', 'opt'):
