@@ -127,7 +127,7 @@ def efficientnet_lite0_file(dest=None)->Path:
 
 LOCAL_WEIGHTS = {LITE0: efficientnet_lite0_file}
 
-# %% ../nbs/05_models.ipynb #a6b41ffb
+# %% ../nbs/05_models.ipynb #c9ceaa42
 def _default_loss(loss_func): return BCEWithLogitsLossFlat() if loss_func is None else loss_func
 
 class _Messages(logging.Handler):
@@ -138,10 +138,11 @@ class _Messages(logging.Handler):
 def _timm_load_messages():
     "Collect what timm logs while loading pretrained weights (it loads non-strictly when the classifier changes)"
     logger, h = logging.getLogger('timm.models._builder'), _Messages()
-    old = logger.level
-    logger.setLevel(logging.INFO); logger.addHandler(h)
+    old, disabled, off = logger.level, logger.disabled, logging.root.manager.disable
+    logger.setLevel(logging.INFO); logger.disabled = False; logger.addHandler(h)
+    logging.disable(logging.NOTSET)  # the misfit check reads these messages, whatever the user's logging set-up
     try: yield h.msgs
-    finally: logger.removeHandler(h); logger.setLevel(old)
+    finally: logger.removeHandler(h); logger.setLevel(old); logger.disabled = disabled; logging.disable(off)
 
 def _check_stats(dls, arch:str):
     "Warn when `dls` normalize with other statistics than `arch`'s pretrained weights expect"
