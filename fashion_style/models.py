@@ -127,7 +127,7 @@ def efficientnet_lite0_file(dest=None)->Path:
 
 LOCAL_WEIGHTS = {LITE0: efficientnet_lite0_file}
 
-# %% ../nbs/05_models.ipynb #c9ceaa42
+# %% ../nbs/05_models.ipynb #96119631
 def _default_loss(loss_func): return BCEWithLogitsLossFlat() if loss_func is None else loss_func
 
 class _Messages(logging.Handler):
@@ -258,7 +258,8 @@ def style_learner(dls,               # DataLoaders whose `vocab` are the labels 
         except ImportError: pass  # no package: timm's default path
     if weights_file is not None:
         pretrained, weights_file = True, Path(weights_file)
-        if not weights_file.is_file(): raise FileNotFoundError(f"weights_file {weights_file} does not exist")
+        if not weights_file.is_file():
+            raise FileNotFoundError(f"weights_file {weights_file} {'is a folder, not a file' if weights_file.is_dir() else 'does not exist'}")
         kwargs['pretrained_cfg_overlay'] = {**kwargs.get('pretrained_cfg_overlay', {}), 'file': str(weights_file)}
     elif pretrained: check_pretrained(arch)
     if pretrained: _check_stats(dls, arch)
@@ -270,7 +271,7 @@ def style_learner(dls,               # DataLoaders whose `vocab` are the labels 
             learn = vision_learner(dls, arch, loss_func=_default_loss(loss_func), pretrained=pretrained,
                                    metrics=metrics, n_out=n_out, **kwargs)
     except Exception as e:
-        if weights_file is not None: raise RuntimeError(f"could not load {weights_file} into {arch!r} ({e}): {fit_help}") from e
+        if weights_file is not None: raise RuntimeError(f"could not load {weights_file} into {arch!r} ({type(e).__name__}: {e}): {fit_help}") from e
         if pretrained and isinstance(e, OSError): raise RuntimeError(_offline_help(arch)) from e
         raise
     # timm loads non-strictly once the classifier is replaced, so a file that does not fit would leave a random body
