@@ -57,7 +57,7 @@ def has_pretrained(arch:str)->bool:
     cfg = _pretrained_cfg(arch)
     return cfg is not None and bool(cfg.hf_hub_id or cfg.url or cfg.file)
 
-# %% ../nbs/05_models.ipynb #e1b613e7
+# %% ../nbs/05_models.ipynb #e3c5eb42
 def hub_offline()->bool:
     "Whether `HF_HUB_OFFLINE` asks for no hub access (read now, and as huggingface_hub read it at import)"
     env = os.environ.get('HF_HUB_OFFLINE', '').strip().upper() in {'1', 'ON', 'YES', 'TRUE'}
@@ -78,12 +78,25 @@ def _weights_cached(cfg)->bool:
         return (Path(torch.hub.get_dir())/'checkpoints'/fname).is_file()
     return False
 
+def _cache_hint(arch:str)->str:
+    "Where the cache that timm reads `arch`'s weights from lives, to copy it from a machine with internet"
+    try:
+        cfg = _pretrained_cfg(arch)
+        if cfg.hf_hub_id:
+            from huggingface_hub import constants
+            return (f" To copy them instead: the folder models--{cfg.hf_hub_id.replace('/', '--')} of a Hugging Face hub "
+                    f"cache ({cfg.hf_hub_id}) goes into {constants.HF_HUB_CACHE}.")
+        if cfg.url: return f" To copy them instead: {cfg.url} goes into {Path(torch.hub.get_dir())/'checkpoints'}."
+    except Exception: pass
+    return ''
+
 def _offline_help(arch:str)->str:
     return (f"no pretrained weights for {arch!r} on this machine, and the hub cannot be used (HF_HUB_OFFLINE=1 "
             f"or no network). Either pass weights_file=<a .safetensors/.pth state dict in timm's key names>, "
             f"made where the hub is reachable with safetensors.torch.save_file(timm.create_model({arch!r}, "
             f"pretrained=True).state_dict(), 'weights.safetensors'); or run once online (HF_HUB_OFFLINE unset) to "
-            f"fill the cache; or use pretrained=False. Weights that work offline ship for: {list(LOCAL_WEIGHTS)}.")
+            f"fill the cache; or use pretrained=False. Weights that work offline ship for: {list(LOCAL_WEIGHTS)}."
+            + _cache_hint(arch))
 
 def check_pretrained(arch:str):
     "Raise at once, with what to do, if `arch`'s pretrained weights cannot be loaded (none exist, or offline and not cached)"
