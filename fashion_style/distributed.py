@@ -223,7 +223,7 @@ def distributed_dl(dl, rank:int|None=None, world_size:int|None=None):
     if not isinstance(dl, DataLoader): raise TypeError(f"distributed_dl splits fastai DataLoaders, not {type(dl).__name__}")
     return (DistributedCacheDL if isinstance(dl, CacheDL) else DistributedDL)(dl, rank, world_size)
 
-# %% ../nbs/07a_distributed.ipynb #1832f8ce
+# %% ../nbs/07a_distributed.ipynb #63885261
 def sync_batchnorm(model:nn.Module)->nn.Module:
     "`model` with its BatchNorm layers made `SyncBatchNorm` (timm's BatchNorm + activation layers included), once"
     if any(isinstance(m, nn.SyncBatchNorm) for m in model.modules()): return model  # converting twice loses timm's activations
@@ -260,11 +260,12 @@ class DDPTrainer(Callback):
         if self.ddp is not None: return
         model = self.learn.model  # wrapped at the fit's first training epoch: `validate` and `get_preds` need no DDP
         device = next(model.parameters()).device
-        if self.sync_bn and device.type == 'cuda': model = self.learn.model = sync_batchnorm(model)
         # DDP waits for a gradient of every trainable parameter; some timm models hold layers that fastai's body never
-        # runs (e.g. mobilenetv3's `conv_head`): then DDP has to look for the unused ones at each step
-        kw = dict(find_unused_parameters=unused_params(model) != [], **self.ddp_kwargs) if 'find_unused_parameters' not in \
-             self.ddp_kwargs else self.ddp_kwargs
+        # runs (e.g. mobilenetv3's `conv_head`): then DDP has to look for the unused ones at each step. Found before
+        # the SyncBatchNorm conversion, whose training forward would start collectives on the `meta` copy
+        kw = self.ddp_kwargs if 'find_unused_parameters' in self.ddp_kwargs else \
+             dict(find_unused_parameters=unused_params(model) != [], **self.ddp_kwargs)
+        if self.sync_bn and device.type == 'cuda': model = self.learn.model = sync_batchnorm(model)
         self.ddp = DistributedDataParallel(model, device_ids=[device] if device.type == 'cuda' else None, **kw)
     def before_batch(self):
         if self.ddp is not None and self.training: self.learn.model = self.ddp
