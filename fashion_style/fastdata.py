@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_fastdata.ipynb #dc4f12b0
 from __future__ import annotations
-import hashlib, json, os, queue, random, tempfile, threading, time, warnings, contextlib
+import hashlib, json, os, queue, random, threading, time, warnings, contextlib
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
