@@ -4,7 +4,7 @@
 
 # %% ../../nbs/06_callback.swa.ipynb #5d95edc8
 from __future__ import annotations
-import math, os, warnings
+import math, warnings
 from contextlib import nullcontext
 from pathlib import Path
 import numpy as np
