@@ -27,14 +27,14 @@ def style_code(style:str)->str:
     "The short code (e.g. 'Sp') of a style name, or the name itself for a label outside the 13 styles"
     return dict(zip(STYLES, STYLE_CODES)).get(style, style)
 
-# %% ../nbs/00_core.ipynb #1333b6ff
+# %% ../nbs/00_core.ipynb #224f5dfc
 def check_vocab(vocab)->list:
     "Return `vocab` as a list of label names, or raise if it is empty, has blanks or repeats"
     if isinstance(vocab, str): raise ValueError(f"vocab must be a list of label names, not the string {vocab!r}")
     vocab = [str(v) for v in vocab]
     if not vocab: raise ValueError("vocab is empty: give at least one label name")
-    bad = [v for v in vocab if not v.strip() or v != v.strip() or ' ' in v or ',' in v]
-    if bad: raise ValueError(f"vocab names must be non-empty, without spaces or commas: {bad}")
+    bad = [v for v in vocab if not v or any(c.isspace() or c == ',' for c in v)]
+    if bad: raise ValueError(f"vocab names must be non-empty, without spaces (tabs, newlines) or commas: {bad}")
     dups = sorted({v for v in vocab if vocab.count(v) > 1})
     if dups: raise ValueError(f"vocab has repeated names: {dups}")
     return vocab
@@ -92,13 +92,14 @@ def atomic_write(path, mode:str='wb'):
     "Open a temporary file beside `path` for writing; on success rename it to `path`, on error remove it"
     with atomic_path(path) as tmp, open(tmp, mode) as f: yield f
 
-# %% ../nbs/00_core.ipynb #85d92776
+# %% ../nbs/00_core.ipynb #657edc1f
 def markdown_table(df, # a pandas DataFrame; a named index becomes the first column
                    digits:int=3)->str: # decimals of float cells
     "`df` as a GitHub-flavoured markdown table"
     df = df.reset_index() if df.index.name else df
+    esc = lambda v: str(v).replace('|', r'\|').replace('\n', ' ')  # a '|' or line break in a cell would break the table
     def cell(v):
         if v is None or (isinstance(v, float) and v != v): return ''  # missing values stay empty
-        return f'{v:.{digits}f}' if isinstance(v, float) else str(v)
-    lines = ['| ' + ' | '.join(map(str, df.columns)) + ' |', '|' + '---|' * len(df.columns)]
+        return f'{v:.{digits}f}' if isinstance(v, float) else esc(v)
+    lines = ['| ' + ' | '.join(map(esc, df.columns)) + ' |', '|' + '---|' * len(df.columns)]
     return '\n'.join(lines + ['| ' + ' | '.join(cell(v) for v in r) + ' |' for r in df.itertuples(index=False)])

@@ -14,9 +14,10 @@ from PIL import Image, UnidentifiedImageError
 from .core import STYLES, style_code, check_vocab, InputError, atomic_write
 
 # %% auto #0
-__all__ = ['MAX_IMAGE_PIXELS', 'check_image_id', 'read_jd_labels', 'read_jd_test_list', 'write_jd_labels', 'read_label_csv',
-           'label_matrix', 'style_counts', 'split_train_valid', 'oversample_idxs', 'ImageError', 'to_rgb', 'open_image',
-           'check_images', 'BadImagesError', 'usable_images', 'StyleImage', 'style_dls']
+__all__ = ['VALID_COL', 'MAX_IMAGE_PIXELS', 'check_image_id', 'read_jd_labels', 'read_jd_test_list', 'write_jd_labels',
+           'read_label_csv', 'label_matrix', 'style_counts', 'split_train_valid', 'valid_col_splits', 'oversample_idxs',
+           'ImageError', 'to_rgb', 'open_image', 'check_images', 'BadImagesError', 'usable_images', 'StyleImage',
+           'style_dls']
 
 # %% ../nbs/01_data.ipynb #6421a6a0
 from fastai.data.block import DataBlock, MultiCategoryBlock
@@ -181,7 +182,19 @@ def _check_rel_path(p:str, fname, line)->str:
         raise InputError(fname, f'image path {p!r} must be relative and stay inside the image folder', line)
     return str(PurePosixPath(*parts))
 
-# %% ../nbs/01_data.ipynb #8e63c129
+# %% ../nbs/01_data.ipynb #d22ea46c
+VALID_COL = 'is_valid'  # fastai's name for the column that marks the validation rows (`ColSplitter`)
+_TRUE, _FALSE = ('true', '1', 'yes'), ('false', '0', 'no', '')
+
+def _valid_flags(values, fname, lines)->list:
+    "The `is_valid` strings of a CSV as bools (true/false, 1/0, yes/no, any case; blank is false)"
+    out = []
+    for v, line in zip(values, lines):
+        k = v.strip().lower()
+        if k not in _TRUE + _FALSE: raise InputError(fname, f"{VALID_COL} must be true or false (or 1/0), got {v!r}", line)
+        out.append(k in _TRUE)
+    return out
+
 def read_label_csv(fname, # CSV with a header, an image path column and a label-names column
                    image_dir=None, # folder the paths are relative to (default: the CSV's folder)
                    vocab=None, # label names in order (default: the names found, sorted)
@@ -206,7 +219,7 @@ def read_label_csv(fname, # CSV with a header, an image path column and a label-
         rel = _check_rel_path(row[ip], fname, line)
         if rel in seen: raise InputError(fname, f'duplicate image path {row[ip]!r} (first on line {seen[rel]})', line)
         seen[rel] = line; rels.append(rel); lines.append(line); extra.append(row)
-        labs.append([l for l in (row[il].split(label_delim) if label_delim else row[il].split()) if l])
+        labs.append([l.strip() for l in (row[il].split(label_delim) if label_delim else row[il].split()) if l.strip()])
     if not rels: raise InputError(fname, 'no rows after the header')
     if vocab is None:
         vocab = sorted({l for ls in labs for l in ls})
@@ -221,6 +234,7 @@ def read_label_csv(fname, # CSV with a header, an image path column and a label-
             if l not in pos: raise InputError(fname, f'unknown label {l!r} (the vocabulary is {vocab})', line)
             Y[r, pos[l]] = 1
     others = {c: [row[j] for row in extra] for j, c in enumerate(header) if j not in (ip, il)}
+    if VALID_COL in others: others[VALID_COL] = _valid_flags(others[VALID_COL], fname, lines)
     clash = [c for c in others if c in _RESERVED or c in pos]
     if clash: raise InputError(fname, f'columns {clash} clash with the table columns image_id, path or a label name', hline)
     ids = [str(PurePosixPath(r).with_suffix('')) for r in rels]
@@ -264,6 +278,22 @@ def split_train_valid(df, # table from a reader, or an `(n, C)` array of 0/1 lab
     sss = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=valid_pct, random_state=seed)
     train_idx, valid_idx = next(sss.split(np.zeros((n, 1)), Y))
     return np.sort(train_idx).astype(np.int64), np.sort(valid_idx).astype(np.int64)
+
+# %% ../nbs/01_data.ipynb #c1425040
+def valid_col_splits(df:pd.DataFrame, # table from a reader
+                     col:str=VALID_COL, # column of bools marking the validation rows
+                    )->tuple|None:
+    "`(train_idx, valid_idx)` from `df[col]` as fastai's `ColSplitter` takes them, or None when `df` has no such column"
+    if col not in df.columns: return None
+    v = df[col]
+    if v.dtype != bool:
+        if not v.isin([0, 1]).all(): raise ValueError(f"column {col!r} must hold true/false (or 1/0), got {sorted(set(v.astype(str)))[:5]}")
+        v = v.astype(bool)
+    v = v.to_numpy()
+    if not v.any() or v.all(): raise ValueError(f"column {col!r} marks {'no' if not v.any() else 'every'} row as validation: "
+                                                 "both train and valid need rows")
+    idx = np.arange(len(df), dtype=np.int64)
+    return idx[~v], idx[v]
 
 # %% ../nbs/01_data.ipynb #dd5c1e47
 def _class_idxs(classes, vocab, C:int)->list:
@@ -443,7 +473,7 @@ class _LabelReader(DisplayedTransform):
     def __init__(self, vocab): super().__init__(); self.cols = list(vocab)  # not `vocab`: fastai gathers that name
     def __call__(self, row, **kwargs): return row[self.cols].to_numpy(dtype=np.float32)
 
-# %% ../nbs/01_data.ipynb #4e9565ed
+# %% ../nbs/01_data.ipynb #3a065528
 _RESIZE = {'squish': ResizeMethod.Squish, 'pad': ResizeMethod.Pad}
 
 def _warn_no_positives(Y, train_idx, valid_idx, vocab):
@@ -458,9 +488,10 @@ def style_dls(df:pd.DataFrame, # table from a reader (`path` and label columns)
               vocab=None, # label columns, in order (default: `df.attrs['vocab']`)
               size=224, # side of the square input (or `(h, w)`)
               bs:int=64, # batch size
-              valid_pct:float=0.2, # share of images for validation (ignored with `splits`)
+              valid_pct:float=0.2, # share of images for validation (ignored with `splits` or an `is_valid` column)
               seed:int=42, # seed of the stratified split
-              splits=None, # `(train_idx, valid_idx)` row positions, instead of the stratified split
+              splits=None, # `(train_idx, valid_idx)` row positions, instead of the stratified split (default: the
+                           # table's `is_valid` column when it has one, as fastai's `ColSplitter`)
               oversample:dict|None=None, # `dict(classes=[...], k=10)`: repeat those classes' training images
               stats=imagenet_stats, # per-channel `(mean, std)` for `Normalize`
               num_workers:int|None=None, # DataLoader workers (default: fastai's)
@@ -473,6 +504,7 @@ def style_dls(df:pd.DataFrame, # table from a reader (`path` and label columns)
     vocab = _vocab(df, vocab)
     df = df.reset_index(drop=True)
     Y = label_matrix(df, vocab)
+    if splits is None: splits = valid_col_splits(df)
     train_idx, valid_idx = split_train_valid(Y, valid_pct, seed) if splits is None else map(np.asarray, splits)
     train_idx, valid_idx = train_idx.astype(np.int64), valid_idx.astype(np.int64)
     for name, ix in (('train', train_idx), ('valid', valid_idx)):
