@@ -84,7 +84,7 @@ TRAIN_DEFAULTS = dict(
     out=None,             # parent of run folders (default: models_path())
 )
 
-# %% ../nbs/07_train.ipynb #3304847f
+# %% ../nbs/07_train.ipynb #06cb0295
 _CHOICES = dict(pipeline=('auto', 'fastai', 'fast'), precision=('auto', 'fp32', 'bf16', 'fp16'),
                 channels_last=('auto', True, False), optimizer=('auto', 'fastai', 'adamw'),
                 deterministic=('auto', True, False), cudnn_benchmark=('auto', True, False), bad_images=('error', 'skip'))
@@ -121,7 +121,21 @@ def train_config(config:dict|None=None, **kwargs)->dict:
     for k, (check, what) in _KINDS.items():
         if not check(cfg[k]): raise ValueError(f"{k} must be {what}, got {cfg[k]!r}")
     if cfg['swa'] is not None: _check_swa(cfg['swa'], cfg['epochs'])
+    resolve_arch(cfg['arch'])  # an unknown name fails here, before a run folder is made
+    _check_loss_kwargs(cfg['loss'], cfg['loss_kwargs'])
+    if cfg['data'] == 'synthetic':
+        own = [k for k in ('test', 'image_dir', 'vocab') if cfg[k] is not None]
+        if own: raise ValueError(f"{', '.join(own)} given with data='synthetic': the built-in synthetic set has its own test "
+                                 "split, images and styles; for your own data give data=<a label file>")
+    elif cfg['synth'] is not None: raise ValueError(f"synth applies to data='synthetic' only, not to data={cfg['data']!r}")
     return json.loads(json.dumps(cfg, default=str))
+
+def _check_loss_kwargs(loss:str, kw:dict):
+    "Keys of `loss_kwargs` that `loss`'s class does not take fail here, before training"
+    params = inspect.signature(LOSSES[loss]).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()): return
+    bad = sorted(set(kw) - set(params) | ({'pos_counts'} & set(kw)))  # `train` counts the positives itself
+    if bad: raise ValueError(f"loss_kwargs: {bad} not taken by the {loss!r} loss; it takes {sorted(set(params) - {'pos_counts'})}")
 
 _SWA_KEYS = [k for k in inspect.signature(SWACallback).parameters if k not in ('fname', 'bn_dl')]  # `train` sets these
 
@@ -479,7 +493,7 @@ def apply_speed(learn, speed:dict):
         torch.backends.cudnn.deterministic = speed['deterministic']
     return learn
 
-# %% ../nbs/07_train.ipynb #b7a6e52e
+# %% ../nbs/07_train.ipynb #a12dc525
 def _stages(cfg, pretrained:bool)->list:
     "The recipe's fits: `(stage, epochs)`; the frozen stage only with a pretrained backbone"
     if pretrained and cfg['frozen_epochs']: return [('frozen', cfg['frozen_epochs']), ('unfrozen', cfg['epochs'])]
@@ -609,7 +623,8 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
     ids = {'valid': dev.image_id.iloc[valid_idx], 'test': None if test is None else test.image_id}
     checkpoints = {'best': run/'model.safetensors'}
     if cfg['swa']: checkpoints['swa'] = run/'swa.safetensors'
-    tables, thresholds, results = [], {}, dict(best_epoch=best.best_epoch, best_value=float(best.best))
+    tables, thresholds = [], {}
+    results = dict(best_epoch=best.best_epoch, best_value=float(best.best), synthetic_data=cfg['data'] == 'synthetic')
     for kind, fname in checkpoints.items():
         with (learn.no_bar() if not progress else contextlib.nullcontext()):
             ev = evaluate_weights(learn, fname, dl_by_split, vocab)
@@ -624,7 +639,7 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
         _write_json(results, run/'results.json')
     return run
 
-# %% ../nbs/07_train.ipynb #a36cebf0
+# %% ../nbs/07_train.ipynb #67ab5cf4
 def _json_arg(s):
     if s is None or not isinstance(s, str): return s
     try: return json.loads(s)
@@ -680,6 +695,7 @@ def train_cli(config:str=None, # JSON config file (a run's config.json works); f
     if rank_distrib() != 0: return  # the run folder is rank 0's
     res = json.loads((run/'results.json').read_text())
     print(f"run folder: {run}")
+    if res.get('synthetic_data'): print("  trained and scored on the built-in SYNTHETIC data set: the scores say nothing about real photos")
     for k, v in res.items():
         if 'mf2' in k: print(f"  {k}: {v:.4f}")
 
