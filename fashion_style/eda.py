@@ -27,12 +27,18 @@ def _vocab(df:pd.DataFrame, vocab=None)->list:
 
 def _short(v:str)->str: return style_code(v)
 
+def _title(title:str, *notes)->str:
+    "`title`, then the non-empty `notes` in parentheses"
+    notes = [n for n in notes if n]
+    return f"{title} ({', '.join(notes)})" if notes else title
+
 # %% ../nbs/02a_eda.ipynb #d0c2a416
 def plot_style_counts(df:pd.DataFrame, # table from a reader
                       vocab=None, # label columns, in order (default: `df.attrs['vocab']`)
                       ax=None, # matplotlib axes to draw on (default: a new figure)
                       figsize=(6, 2.6), # size of a new figure, in inches
                       log:bool=False, # logarithmic count axis
+                      note:str=None, # added to the title, e.g. 'synthetic data'
                      ):
     "Bar chart of the positives of each label, in vocabulary order, each bar labelled with its count"
     vocab = _vocab(df, vocab); counts = style_counts(df, vocab)
@@ -40,7 +46,7 @@ def plot_style_counts(df:pd.DataFrame, # table from a reader
     bars = ax.bar([_short(v) for v in vocab], counts.positives.values, color='tab:blue')
     ax.bar_label(bars, fontsize=7)
     if log: ax.set_yscale('log')
-    ax.set_ylabel('positives'); ax.set_title(f'Positives per style ({len(df):,} images)', fontsize=9)
+    ax.set_ylabel('positives'); ax.set_title(_title('Positives per style', f'{len(df):,} images', note), fontsize=9)
     ax.tick_params(labelsize=8); ax.margins(y=0.12)
     return ax
 
@@ -51,6 +57,7 @@ def show_style_examples(df:pd.DataFrame, # table from a reader (with `path`)
                         ncols:int=4, # pictures per row
                         seed:int=0, # which pictures: a seeded random sample
                         figsize=None, # figure size in inches (default: 1.6 per picture)
+                        note:str=None, # shown in a figure title, e.g. 'synthetic data' (default: no title)
                        ):
     "Grid of `n` sampled pictures, each titled with the short names of its positive labels"
     vocab = _vocab(df, vocab)
@@ -63,6 +70,7 @@ def show_style_examples(df:pd.DataFrame, # table from a reader (with `path`)
         with Image.open(df['path'].iloc[i]) as im: ax.imshow(im.convert('RGB'))
         names = [_short(v) for v, y in zip(vocab, Y[i]) if y]
         ax.set_title(' '.join(names) or '(none)', fontsize=7)
+    if note: fig.suptitle(_title('Example pictures', note), fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -79,6 +87,7 @@ def plot_cooccurrence(df:pd.DataFrame, # table from a reader
                       normalize:bool=True, # show P(column | row) instead of counts
                       ax=None, # matplotlib axes to draw on (default: a new figure)
                       figsize=(4.6, 4), # size of a new figure, in inches
+                      note:str=None, # added to the title, e.g. 'synthetic data'
                      ):
     "Heat map of label co-occurrence: `P(column label | row label)` or raw counts, each cell annotated"
     vocab = _vocab(df, vocab); C = cooccurrence(df, vocab).values.astype(float)
@@ -91,7 +100,7 @@ def plot_cooccurrence(df:pd.DataFrame, # table from a reader
         for (i, j), v in np.ndenumerate(M):
             ax.text(j, i, f'{v:.2f}'[1:] if normalize and v < 1 else f'{v:.0f}' if not normalize else '1', ha='center', va='center',
                     fontsize=5, color='white' if v < (0.5 if normalize else M.max()/2) else 'black')
-    ax.set_title('P(column | row)' if normalize else 'images with both labels', fontsize=9)
+    ax.set_title(_title('P(column | row)' if normalize else 'images with both labels', note), fontsize=9)
     ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=7)
     return ax
 
@@ -100,6 +109,7 @@ def plot_styles_per_image(df:pd.DataFrame, # table from a reader
                           vocab=None, # label columns, in order (default: `df.attrs['vocab']`)
                           ax=None, # matplotlib axes to draw on (default: a new figure)
                           figsize=(4, 2.4), # size of a new figure, in inches
+                          note:str=None, # added to the title, e.g. 'synthetic data'
                          ):
     "Histogram of the number of positive labels per image, with the mean in the title"
     vocab = _vocab(df, vocab); k = label_matrix(df, vocab).sum(1).astype(int)
@@ -109,7 +119,7 @@ def plot_styles_per_image(df:pd.DataFrame, # table from a reader
     ax.bar_label(bars, fontsize=7); ax.margins(y=0.12)
     ax.set_xticks(np.arange(len(counts))); ax.tick_params(labelsize=8)
     ax.set_xlabel('styles per image'); ax.set_ylabel('images')
-    ax.set_title(f'Styles per image (mean {k.mean():.2f})', fontsize=9)
+    ax.set_title(_title('Styles per image', f'mean {k.mean():.2f}', note), fontsize=9)
     return ax
 
 # %% ../nbs/02a_eda.ipynb #ceeab1b6
@@ -118,11 +128,14 @@ def save_eda_figures(df:pd.DataFrame, # table from a reader (with `path`)
                      vocab=None, # label columns, in order (default: `df.attrs['vocab']`)
                      dpi:int=100, # resolution of the PNG files
                      n_examples:int=8, # pictures in the example grid
+                     note:str=None, # added to every title, e.g. 'synthetic data'
                     )->list:
     "Write style_counts.png, style_examples.png, cooccurrence.png, styles_per_image.png into `dest`; return their paths"
     dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
-    figs = dict(style_counts=plot_style_counts(df, vocab).figure, style_examples=show_style_examples(df, n_examples, vocab),
-                cooccurrence=plot_cooccurrence(df, vocab).figure, styles_per_image=plot_styles_per_image(df, vocab).figure)
+    figs = dict(style_counts=plot_style_counts(df, vocab, note=note).figure,
+                style_examples=show_style_examples(df, n_examples, vocab, note=note),
+                cooccurrence=plot_cooccurrence(df, vocab, note=note).figure,
+                styles_per_image=plot_styles_per_image(df, vocab, note=note).figure)
     paths = []
     for name, fig in figs.items():
         fig.tight_layout()
