@@ -473,7 +473,7 @@ class _LabelReader(DisplayedTransform):
     def __init__(self, vocab): super().__init__(); self.cols = list(vocab)  # not `vocab`: fastai gathers that name
     def __call__(self, row, **kwargs): return row[self.cols].to_numpy(dtype=np.float32)
 
-# %% ../nbs/01_data.ipynb #3a065528
+# %% ../nbs/01_data.ipynb #ba37fab3
 _RESIZE = {'squish': ResizeMethod.Squish, 'pad': ResizeMethod.Pad}
 
 def _warn_no_positives(Y, train_idx, valid_idx, vocab):
@@ -498,6 +498,7 @@ def style_dls(df:pd.DataFrame, # table from a reader (`path` and label columns)
               device=None, # device of the batches (default: fastai's)
               resize_method:str='squish', # 'squish' or 'pad': never crop
               bad_images:str='error', # unusable images: 'error' lists them all and stops; 'skip' leaves them out (`dls.skipped`)
+              progress:bool=True, # progress bar while the images are checked (from 1,000 images)
               **kwargs, # passed to `DataBlock.dataloaders`
              ):
     "fastai `DataLoaders` for multi-label style recognition: resize without cropping, flip, normalize"
@@ -515,7 +516,7 @@ def style_dls(df:pd.DataFrame, # table from a reader (`path` and label columns)
     if resize_method not in _RESIZE: raise ValueError(f"resize_method must be one of {list(_RESIZE)}, got {resize_method!r}")
     if bad_images not in _BAD_IMAGES: raise ValueError(f"bad_images must be one of {list(_BAD_IMAGES)}, got {bad_images!r}")
     used = np.unique(np.concatenate([train_idx, valid_idx]))
-    skipped = check_images(df['path'].iloc[used].tolist(), progress=len(used) >= 1000)
+    skipped = check_images(df['path'].iloc[used].tolist(), progress=progress and len(used) >= 1000)
     skipped.index = pd.Index(used[skipped.index], dtype=np.int64)
     skipped.insert(0, 'image_id', df['image_id'].astype(str).to_numpy()[skipped.index] if 'image_id' in df else skipped.path)
     _bad_image_policy(skipped, len(used), bad_images, 'dls.skipped')

@@ -493,7 +493,7 @@ def apply_speed(learn, speed:dict):
         torch.backends.cudnn.deterministic = speed['deterministic']
     return learn
 
-# %% ../nbs/07_train.ipynb #a12dc525
+# %% ../nbs/07_train.ipynb #13991a10
 def _stages(cfg, pretrained:bool)->list:
     "The recipe's fits: `(stage, epochs)`; the frozen stage only with a pretrained backbone"
     if pretrained and cfg['frozen_epochs']: return [('frozen', cfg['frozen_epochs']), ('unfrozen', cfg['epochs'])]
@@ -547,7 +547,7 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
     if speed['pipeline'] == 'fast':
         dls = rank0_first(fast_style_dls, dev, vocab, cache_dir=cfg['cache_dir'], cache_device=cfg['cache_device'], draft=cfg['draft'],
                              channels_last=speed['channels_last'], progress=progress, **kw)
-    else: dls = style_dls(dev, vocab, **kw)
+    else: dls = style_dls(dev, vocab, progress=progress, **kw)
     if test is not None: test, test_skipped = on_rank0(usable_images, test, cfg['bad_images'], progress=progress)  # decoded once
     train_idx, valid_idx = dls.splits
     split = pd.DataFrame(dict(image_id=dev.image_id.astype(str), split='train'))
@@ -639,7 +639,7 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
         _write_json(results, run/'results.json')
     return run
 
-# %% ../nbs/07_train.ipynb #67ab5cf4
+# %% ../nbs/07_train.ipynb #f73ef671
 def _json_arg(s):
     if s is None or not isinstance(s, str): return s
     try: return json.loads(s)
@@ -687,7 +687,9 @@ def train_cli(config:str=None, # JSON config file (a run's config.json works); f
               out:str=None, # parent folder of runs
               no_progress:bool=False, # hide progress bars
               resume:str=None): # a run folder to finish from its last checkpoint (no other flags)
-    "Train one model with the paper's recipe and print where its run folder is"
+    """Train one model with the paper's recipe and print where its run folder is. A flag not given takes --config's value,
+    else its default (all in `fashion_style.train.TRAIN_DEFAULTS`): data synthetic, arch resnet18, size 64, bs 64, epochs 4,
+    frozen_epochs 1 (with pretrained weights only), lr 0.003, loss wbce, valid_pct 0.2, seed 0, swa null."""
     try: run = _train_from_flags(locals())
     except KeyboardInterrupt: sys.exit(130)  # train has said how to resume
     except (ValueError, FileNotFoundError, ImportError) as e: sys.exit(f"fashion_style_train: error: {e}")  # bad input: no traceback
