@@ -15,7 +15,7 @@ from fastai.callback.core import Callback, GatherPredsCallback
 # %% auto #0
 __all__ = ['HostSyncs', 'SyncWatch']
 
-# %% ../../nbs/06a_callback.hostsync.ipynb #49d62cb0
+# %% ../../nbs/06a_callback.hostsync.ipynb #cf134e83
 _READS = frozenset({'item', 'tolist', 'numpy', 'cpu', '__bool__', '__float__', '__int__', '__index__', '__format__',
                     '__repr__', '__str__', 'nonzero', 'argwhere', 'masked_select', 'unique', 'unique_consecutive',
                     'equal', 'allclose', 'repeat_interleave'})
@@ -24,7 +24,8 @@ _HOST_RESULTS = frozenset({'cpu', 'numpy', 'tolist', 'item', 'copy_'})  # `copy_
 _DEVICE_TYPES = ('cpu', 'cuda', 'mps', 'xpu', 'hpu', 'meta')
 _HERE = os.path.dirname(os.path.abspath(__file__)) if '__file__' in globals() else ''
 _TORCH = os.path.dirname(os.path.abspath(torch.__file__))
-_PLUMBING = (('fastai/torch_core.py', None), ('fastai/learner.py', 'to_detach'))  # fastai's helpers: name their caller
+_PLUMBING = (('fastai/torch_core.py', None), ('fastai/learner.py', 'to_detach'),  # fastai's helpers, and the
+             ('fashion_style/models.py', 'to_detach'))  # `StyleLearner`'s: name their caller
 
 def _names_device(a)->bool:
     "Does `a` name a device a tensor could be sent to? The string 'cpu' is taken to mean the host, on purpose"
