@@ -279,17 +279,27 @@ def split_train_valid(df, # table from a reader, or an `(n, C)` array of 0/1 lab
     train_idx, valid_idx = next(sss.split(np.zeros((n, 1)), Y))
     return np.sort(train_idx).astype(np.int64), np.sort(valid_idx).astype(np.int64)
 
-# %% ../nbs/01_data.ipynb #c1425040
+# %% ../nbs/01_data.ipynb #2937cdca
+def _valid_flag(o)->bool|None:
+    "One `is_valid` value as a bool (missing: False), or None when it is not one"
+    if o is None or (isinstance(o, float) and o != o) or o is pd.NA: return False
+    if isinstance(o, (bool, np.bool_)): return bool(o)
+    if isinstance(o, (int, float, np.integer, np.floating)): return bool(o) if o in (0, 1) else None
+    k = str(o).strip().lower()
+    return True if k in _TRUE else False if k in _FALSE else None
+
 def valid_col_splits(df:pd.DataFrame, # table from a reader
                      col:str=VALID_COL, # column of bools marking the validation rows
                     )->tuple|None:
     "`(train_idx, valid_idx)` from `df[col]` as fastai's `ColSplitter` takes them, or None when `df` has no such column"
     if col not in df.columns: return None
-    v = df[col]
-    if v.dtype != bool:
-        if not v.isin([0, 1]).all(): raise ValueError(f"column {col!r} must hold true/false (or 1/0), got {sorted(set(v.astype(str)))[:5]}")
-        v = v.astype(bool)
-    v = v.to_numpy()
+    v = df[col].to_numpy(dtype=object)
+    flags = np.array([_valid_flag(o) for o in v], dtype=object)
+    bad = [i for i, f in enumerate(flags) if f is None]
+    if bad:
+        i = bad[0]; where = f" (row {i}, image {df['image_id'].iloc[i]!r})" if 'image_id' in df.columns else f' (row {i})'
+        raise ValueError(f"column {col!r} must hold true/false, 1/0 or yes/no, got {v[i]!r}{where}")
+    v = flags.astype(bool)
     if not v.any() or v.all(): raise ValueError(f"column {col!r} marks {'no' if not v.any() else 'every'} row as validation: "
                                                  "both train and valid need rows")
     idx = np.arange(len(df), dtype=np.int64)

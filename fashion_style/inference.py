@@ -86,7 +86,7 @@ def load_run(run_dir, # run folder written by `fashion_style.train.train`
                            f"{str(e)[:300]}") from e
     return Run(run, checkpoint, model.to(default_device(device)).eval(), info, thresholds)
 
-# %% ../nbs/09_inference.ipynb #6d354ae5
+# %% ../nbs/09_inference.ipynb #d42602da
 def _first_row(fname)->list:
     "The first non-blank CSV row of `fname`"
     try:
@@ -128,6 +128,7 @@ def _paths_file(fname, image_dir=None)->pd.DataFrame:
     listed = df[col].map(lambda p: '' if pd.isna(p) else str(p).strip())
     empty = np.flatnonzero((listed == '').to_numpy())
     if len(empty): raise InputError(fname, f'empty {col}', int(empty[0]) + first)
+    if col == 'image': listed = listed.map(lambda p: p if Path(p).is_absolute() else p.replace('\\', '/'))  # as `read_label_csv`
     base = fname.parent if image_dir is None else Path(image_dir)
     paths = [p if Path(p).is_absolute() else str(base/p) for p in listed]
     if 'image_id' in df.columns: ids = df['image_id'].astype(str).str.strip().tolist()

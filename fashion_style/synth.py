@@ -406,10 +406,10 @@ def _make(dest, params, overwrite, n_workers):
         return dest
     ours = (dest/'params.json').exists() or (dest/'.incomplete').exists()
     if any(p.name != '.lock' for p in dest.iterdir()) and not overwrite:
-        if not ours: raise FileExistsError(f"{dest} is not empty and holds no synthetic set: choose another dest or pass overwrite=True")
+        if not ours: raise FileExistsError(f"{dest} is not empty and holds no synthetic set: choose another dest or pass overwrite=True (--overwrite)")
         if (dest/'params.json').exists() and not (dest/'.incomplete').exists() and _differs(_old_params(dest), params):
             raise FileExistsError(f"{dest} holds a synthetic set made with other parameters "
-                                  f"({(dest/'params.json').read_text().strip()}): pass overwrite=True or another dest")
+                                  f"({(dest/'params.json').read_text().strip()}): pass overwrite=True (--overwrite) or another dest")
     with atomic_write(dest/'.incomplete', 'w') as f: json.dump(params, f)
     for name in _SET_FILES[:-1]: (dest/name).unlink(missing_ok=True)
     img_dir, tmp_dir = dest/'images', dest/'.images.tmp'

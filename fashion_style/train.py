@@ -493,7 +493,7 @@ def apply_speed(learn, speed:dict):
         torch.backends.cudnn.deterministic = speed['deterministic']
     return learn
 
-# %% ../nbs/07_train.ipynb #13991a10
+# %% ../nbs/07_train.ipynb #8c6cf61c
 def _stages(cfg, pretrained:bool)->list:
     "The recipe's fits: `(stage, epochs)`; the frozen stage only with a pretrained backbone"
     if pretrained and cfg['frozen_epochs']: return [('frozen', cfg['frozen_epochs']), ('unfrozen', cfg['epochs'])]
@@ -504,8 +504,8 @@ def _check_resumable(run:Path, split:pd.DataFrame):
     if (run/'results.json').exists(): raise ValueError(f"{run} has finished (it has results.json): nothing to resume")
     old = pd.read_csv(run/'split.csv', dtype={'image_id': str}, keep_default_na=False)
     if not (old.image_id.tolist() == split.image_id.tolist() and old.split.tolist() == split.split.tolist()):
-        raise InputError(run/'split.csv', "the development images or their split differ from the run's: "
-                         "resuming needs the data the run started with")
+        raise InputError(run/'split.csv', "the development images or their split differ from the run's: resuming needs "
+                         "the data the run started with (a label CSV's is_valid column, when there is one, decides the split)")
 
 def _adopt_later_best(best:BestF2Callback, ck:dict, stage_names:list):
     "If the run died after writing a new best but before its checkpoint, keep that best (its file says which epoch)"
@@ -533,8 +533,10 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
     if resume is not None:
         if config is not None or kwargs: raise ValueError("resume= continues a run with its own config: pass no config or overrides")
         run = Path(resume)
-        cfg = train_config(on_rank0(read_run_config, run)['config'])
-    else: cfg = train_config(config, **kwargs)
+        info = on_rank0(read_run_config, run)
+        # SWA's lr given as a number is the head's; a run begun before that rule keeps its own (every group the same)
+        cfg, head_lr = train_config(info['config']), info.get('swa_scalar_lr') == 'head'
+    else: cfg, head_lr = train_config(config, **kwargs), True
     speed = speed_settings(cfg, distrib_device(cfg['device']))
     device = torch.device(speed['device'])
     seed_everything(cfg['seed'] + rank, deterministic=speed['deterministic'])  # each process its own flips and dropout
@@ -565,7 +567,7 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
                                       backend=str(dist.get_backend()))) if distributed else {}
         if rank == 0:
             _write_json(dict(format=1, config=cfg, vocab=vocab, stats=[list(map(float, v)) for v in stats], resize_method='squish',
-                             arch=resolve_arch(cfg["arch"]), n_train=len(train_idx), n_valid=len(valid_idx), speed=speed,
+                             arch=resolve_arch(cfg["arch"]), n_train=len(train_idx), n_valid=len(valid_idx), speed=speed, swa_scalar_lr='head',
                              **world, versions=_versions()),
                         run/'config.json')
             with atomic_write(run/'split.csv', 'w') as f: split.to_csv(f, index=False)
@@ -601,7 +603,7 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
                 else: lr = cfg['lr']
                 fit_cbs = [best, history, checkpoint, *(cbs or [])]
                 if stage == 'unfrozen' and cfg['swa']:
-                    fit_cbs.append(SWACallback(**swa_args(cfg['swa'], pretrained, cfg['lr_mult']), fname='swa'))
+                    fit_cbs.append(SWACallback(**swa_args(cfg['swa'], pretrained and head_lr, cfg['lr_mult']), fname='swa'))
                 if ck is not None and stage == ck['stage']:
                     learn.model.to(device)  # first: torch's `load_state_dict` puts the optimizer state where the weights are
                     learn.model.load_state_dict(ck['model'])
@@ -639,7 +641,7 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
         _write_json(results, run/'results.json')
     return run
 
-# %% ../nbs/07_train.ipynb #f73ef671
+# %% ../nbs/07_train.ipynb #cdf30aa3
 def _json_arg(s):
     if s is None or not isinstance(s, str): return s
     try: return json.loads(s)
@@ -723,6 +725,8 @@ def flags_config(a:dict)->dict:
     cfg = {}
     if a.get('config'): cfg = {**_read_config(a['config']), 'name': None}  # a new run folder
     given = {k: v for k, v in a.items() if k in TRAIN_DEFAULTS and v is not None and k not in _SWITCHES}
+    if given.get('data') == 'synthetic':  # the config's own data files and labels do not go with the built-in set
+        cfg.update({k: None for k in ('test', 'image_dir', 'vocab') if k not in given})
     parse = lambda k, v: _json_flag(k, v) if k in _JSON_FLAGS else _json_arg(v) if k in _MAYBE_JSON else v
     cfg.update({k: parse(k, v) for k, v in given.items()})
     cfg.update({k: True for k in _SWITCHES if a.get(k)})
