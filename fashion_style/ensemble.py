@@ -292,7 +292,7 @@ def aligned_probs(members, # `Member`s
             raise ValueError(f"the members' {split} sets differ: {members[0].name} has {len(ids)} images, {m.name} has "
                              f"{len(f)}; only in the first: {a[:5]}{'...' if len(a) > 5 else ''}, only in {m.name}: "
                              f"{b[:5]}{'...' if len(b) > 5 else ''}. Ensemble runs trained on the same data with the "
-                             f"same valid_pct and split_seed.")
+                             f"same valid_pct and split_seed (or is_valid column).")
     return ids, np.stack([f.loc[ids, vocab].to_numpy(np.float32) for f in frames])
 
 # %% ../nbs/08_ensemble.ipynb #3fff4e52
