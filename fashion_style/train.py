@@ -37,7 +37,7 @@ __all__ = ['TRAIN_DEFAULTS', 'CHECKPOINT_FORMAT', 'log', 'train_config', 'swa_ar
            'CheckpointCallback', 'load_checkpoint', 'f2_table', 'evaluate_weights', 'speed_settings', 'style_opt_func',
            'apply_speed', 'train', 'train_cli', 'flags_config']
 
-# %% ../nbs/07_train.ipynb #1cfc99ca
+# %% ../nbs/07_train.ipynb #b36a2fb2
 TRAIN_DEFAULTS = dict(
     data='synthetic',     # 'synthetic' (the built-in synthetic set), a JD label file, or a CSV of path + label names
     test=None,            # labelled test file in the same format (for 'synthetic': its test split)
@@ -49,7 +49,7 @@ TRAIN_DEFAULTS = dict(
     weights_file=None,    # local pretrained weights for the backbone
     size=64,              # input side in pixels
     bs=64,                # batch size
-    valid_pct=0.2,        # share of the development set used for validation
+    valid_pct=0.2,        # share of the development set used for validation (an `is_valid` column decides instead)
     split_seed=42,        # seed of the stratified train/valid split
     seed=0,               # seed of everything else (weights, batch order, flips)
     loss='wbce',          # 'bce', 'wbce', 'softf2', 'focal' or 'asl'
