@@ -14,6 +14,8 @@
    `Learner`, each with torch's AdamW and the weighted BCE: the training phase's seconds / batches, median and
    fastest of epochs 2-N (the fastest is the steadier figure on a shared machine, where other work only adds time).
    On a GPU this is the host time each batch needs besides issuing the model's kernels.
+3. **The 1cycle schedules per batch**: fastai's `combined_cos` (torch ops on small tensors) against the project's
+   `models.host_combined_cos` (NumPy, the same values), for the learning rate of 2 parameter groups and the momentum.
 
 Run: `python bench/host_sync_bench.py` (about a minute on two cores). Writes `--out` (JSON) if given. The data is
 the project's built-in **synthetic** set (drawn garments), made in a temporary folder."""
@@ -104,6 +106,17 @@ def host_time(dls, pos, a)->dict:
     return {k: dict(batches=n, epoch_s=[round(s, 4) for s in v], ms_per_batch=round(1000 * float(np.median(v[1:])) / n, 3),
                     ms_per_batch_fastest=round(1000 * float(min(v[1:])) / n, 3)) for k, v in out.items()}
 
+def schedules()->dict:
+    "Milliseconds per batch to compute the learning rate (2 parameter groups) and momentum of `fit_one_cycle`"
+    import timeit
+    from fastai.callback.schedule import combined_cos
+    from fashion_style.models import host_combined_cos
+    lr, out = np.array([1e-5, 1e-3]), {}
+    for name, fn in (('fastai combined_cos', combined_cos), ('project host_combined_cos', host_combined_cos)):
+        f, g = fn(0.25, lr / 25, lr, lr / 1e5), fn(0.25, 0.95, 0.85, 0.95)
+        out[name] = round(min(timeit.repeat(lambda: (f(0.37), g(0.37)), number=2000, repeat=5)) / 2000 * 1e3, 4)
+    return out
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--arch', default='test_resnet'); p.add_argument('--size', type=int, default=32)
@@ -120,11 +133,13 @@ def main():
         pos = label_matrix(df, STYLES).sum(0)
         res = dict(machine=dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(), torch_threads=1,
                                 python=platform.python_version(), torch=torch.__version__),
-                   args=vars(a), waits=waits(dls, pos, synth, tmp, a), host_time=host_time(dls, pos, a))
+                   args=vars(a), waits=waits(dls, pos, synth, tmp, a), host_time=host_time(dls, pos, a), schedules_ms=schedules())
     print(f"\nHost waits per batch (HostSyncs), {a.arch} at {a.size} px, batch {a.bs}:")
     for k, v in res['waits'].items(): print(f"  {k:32s} train {v['per_batch'].get('train', 0):.2f}  valid {v['per_batch'].get('valid', 0):.2f}")
     print(f"\nHost time per training batch, flatten + linear at {a.size} px, batch {a.bs}, 1 thread (epochs 2-{a.epochs}: median, fastest):")
     for k, v in res['host_time'].items(): print(f"  {k:32s} {v['ms_per_batch']:.3f} ms  {v['ms_per_batch_fastest']:.3f} ms")
+    print("\nLearning-rate and momentum schedules of fit_one_cycle, per batch (fastest of 5 x 2,000 calls):")
+    for k, v in res['schedules_ms'].items(): print(f"  {k:32s} {v:.4f} ms")
     if a.out: Path(a.out).write_text(json.dumps(res, indent=1, default=str))
 
 if __name__ == '__main__': main()
