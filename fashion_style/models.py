@@ -144,7 +144,7 @@ def efficientnet_lite0_file(dest=None)->Path:
 
 LOCAL_WEIGHTS = {LITE0: efficientnet_lite0_file}
 
-# %% ../nbs/05_models.ipynb #15f175fe
+# %% ../nbs/05_models.ipynb #fd8f427f
 def _default_loss(loss_func): return BCEWithLogitsLossFlat() if loss_func is None else loss_func
 
 class _Messages(logging.Handler):
@@ -176,8 +176,9 @@ class HostScheds:
     "fastai's `combine_scheds` computed with NumPy: the same values (in the same float32 steps), without the torch ops fastai's runs every batch"
     def __init__(self, pcts, scheds):
         assert sum(pcts) == 1.
-        b = torch.cumsum(tensor([0] + L(pcts)), 0)  # fastai's segment bounds, as fastai builds them
-        assert torch.all(b >= 0)
+        b = tensor([0] + L(pcts))
+        assert torch.all(b >= 0)  # each segment, as fastai checks them
+        b = torch.cumsum(b, 0)  # fastai's segment bounds, as fastai builds them
         self.bounds, self.scheds = b.numpy(), list(scheds)
     def __call__(self, pos):
         b = self.bounds; p = b.dtype.type(pos)

@@ -142,8 +142,9 @@ class SWACallback(Callback):
         cur = np.array([h['lr'] for h in self.opt.hypers], dtype=float)
         scheds = [cb.scheds['lr'] for cb in self.learn.cbs if isinstance(cb, ParamScheduler) and 'lr' in cb.scheds]
         if not scheds: return cur
-        return np.stack([np.broadcast_to(np.asarray(scheds[0](p), dtype=float), cur.shape)
-                         for p in np.linspace(0, 1, 2001)]).max(0)
+        with np.errstate(invalid='ignore'):  # a schedule may end in 0/0 (fastai's one-cycle with pct_start=1)
+            lrs = np.stack([np.broadcast_to(np.asarray(scheds[0](p), dtype=float), cur.shape) for p in np.linspace(0, 1, 2001)])
+        return np.nanmax(lrs, 0)
 
     def before_fit(self):
         self.average, self.swa_metrics, self.plain_metrics, self.saved_path = WeightAverage(), None, None, None
