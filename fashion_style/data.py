@@ -182,17 +182,23 @@ def _check_rel_path(p:str, fname, line)->str:
         raise InputError(fname, f'image path {p!r} must be relative and stay inside the image folder', line)
     return str(PurePosixPath(*parts))
 
-# %% ../nbs/01_data.ipynb #d22ea46c
+# %% ../nbs/01_data.ipynb #b2b83250
 VALID_COL = 'is_valid'  # fastai's name for the column that marks the validation rows (`ColSplitter`)
 _TRUE, _FALSE = ('true', '1', 'yes'), ('false', '0', 'no', '')
 
+def _valid_flag(o)->bool|None:
+    "One `is_valid` value as a bool (true/false, 1/0, yes/no, any case; blank or missing: False), or None when it is not one"
+    if o is None or (isinstance(o, float) and o != o) or o is pd.NA: return False
+    if isinstance(o, (bool, np.bool_)): return bool(o)
+    if isinstance(o, (int, float, np.integer, np.floating)): return bool(o) if o in (0, 1) else None
+    k = str(o).strip().lower()
+    return True if k in _TRUE else False if k in _FALSE else None
+
 def _valid_flags(values, fname, lines)->list:
-    "The `is_valid` strings of a CSV as bools (true/false, 1/0, yes/no, any case; blank is false)"
-    out = []
-    for v, line in zip(values, lines):
-        k = v.strip().lower()
-        if k not in _TRUE + _FALSE: raise InputError(fname, f"{VALID_COL} must be true or false (or 1/0), got {v!r}", line)
-        out.append(k in _TRUE)
+    "The `is_valid` strings of a CSV as bools, or an error naming the line of the first that is not one"
+    out = [_valid_flag(v) for v in values]
+    bad = next((i for i, f in enumerate(out) if f is None), None)
+    if bad is not None: raise InputError(fname, f"{VALID_COL} must hold true/false, 1/0 or yes/no, got {values[bad]!r}", lines[bad])
     return out
 
 def read_label_csv(fname, # CSV with a header, an image path column and a label-names column
@@ -279,15 +285,7 @@ def split_train_valid(df, # table from a reader, or an `(n, C)` array of 0/1 lab
     train_idx, valid_idx = next(sss.split(np.zeros((n, 1)), Y))
     return np.sort(train_idx).astype(np.int64), np.sort(valid_idx).astype(np.int64)
 
-# %% ../nbs/01_data.ipynb #2937cdca
-def _valid_flag(o)->bool|None:
-    "One `is_valid` value as a bool (missing: False), or None when it is not one"
-    if o is None or (isinstance(o, float) and o != o) or o is pd.NA: return False
-    if isinstance(o, (bool, np.bool_)): return bool(o)
-    if isinstance(o, (int, float, np.integer, np.floating)): return bool(o) if o in (0, 1) else None
-    k = str(o).strip().lower()
-    return True if k in _TRUE else False if k in _FALSE else None
-
+# %% ../nbs/01_data.ipynb #e9748d4f
 def valid_col_splits(df:pd.DataFrame, # table from a reader
                      col:str=VALID_COL, # column of bools marking the validation rows
                     )->tuple|None:

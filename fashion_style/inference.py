@@ -86,7 +86,7 @@ def load_run(run_dir, # run folder written by `fashion_style.train.train`
                            f"{str(e)[:300]}") from e
     return Run(run, checkpoint, model.to(default_device(device)).eval(), info, thresholds)
 
-# %% ../nbs/09_inference.ipynb #d42602da
+# %% ../nbs/09_inference.ipynb #c8d76717
 def _first_row(fname)->list:
     "The first non-blank CSV row of `fname`"
     try:
@@ -104,8 +104,8 @@ def is_jd_test_list(fname)->bool:
 PARQUET_SUFFIXES = ('.parquet', '.pq')
 
 def _listed_id(p:str)->str:
-    "The id of an `image` path, as `data.read_label_csv` makes it: the relative path without its suffix"
-    return Path(p).stem if Path(p).is_absolute() else str(PurePosixPath(p.replace('\\', '/')).with_suffix(''))
+    "The id of an `image` path (separators already '/'), as `data.read_label_csv` makes it: the relative path without its suffix"
+    return Path(p).stem if Path(p).is_absolute() else str(PurePosixPath(p).with_suffix(''))
 
 def _paths_file(fname, image_dir=None)->pd.DataFrame:
     "A CSV or Parquet listing with a `path` or `image` column (and maybe `image_id`) as an image table; relative paths under `image_dir`"
