@@ -3,10 +3,13 @@
 
 For each architecture (default densenet121 and resnet18) at 224 px, batch 128, bf16 autocast, channels-last:
 - **project**: `fashion_style.train.train` on the JPEG files with its GPU defaults (`pipeline='auto'` -> the uint8
-  cache in GPU memory, flip + normalize on the GPU; bf16; channels-last; torch's fused AdamW through fastai's
-  `OptimWrapper`; cudnn autotuning), with its metrics (`f2_05`, `f2_opt`), best-F2 checkpoints, history and an
-  SWA cycle on the last epoch. Seconds per epoch (training + validation + metrics + checkpoint) come from the run's
-  `history.csv`; the first epoch (cuDNN autotuning) is left out.
+  cache in GPU memory, flip + normalize on the GPU; bf16; channels-last; torch's fused AdamW through
+  `train.StyleOptimWrapper`; cudnn autotuning), with its metrics (`f2_05`, `f2_opt`), best-F2 checkpoints, resume
+  checkpoints, history and an SWA cycle on the last epoch. Seconds per epoch are timed by a callback that runs
+  after every other one, the device synced: training + validation + metrics + every callback's end-of-epoch work
+  (best weights, history, SWA, checkpoint). The run's `history.csv` seconds are kept beside them
+  (`history_epoch_s`): they are taken before the SWA and checkpoint callbacks' end-of-epoch work, so they leave it
+  out. The first epoch (cuDNN autotuning) is left out.
 - **plain**: a plain PyTorch loop on the same GPU, same model, batch and precision over the same cache tensor in
   GPU memory: gather a batch, flip half, normalize, channels-last, forward/backward, fused AdamW; then validation
   (forward only) with the same F2 threshold search on the gathered predictions. Timed the same way, per epoch.
@@ -84,10 +87,12 @@ def project_epochs(df_file, image_dir, arch, a, dev, cache_dir, out, cudnn_bench
     info = json.loads((run/'config.json').read_text())
     hist = pd.read_csv(run/'history.csv')
     n = info['n_train'] // a.bs * a.bs + info['n_valid']  # drop_last on train
-    secs = hist.seconds.to_numpy()[1:]
-    phases = pd.DataFrame(timer.rows).iloc[1:].median().round(3).to_dict()  # the first epoch tunes kernels
-    return dict(epoch_s=float(np.median(secs)), epoch_s_all=[float(s) for s in hist.seconds], images_per_epoch=n, phases=phases,
-                img_s=n / float(np.median(secs)), wall_s=wall, speed=info['speed'], f2_opt=[float(v) for v in hist.f2_opt],
+    rows = pd.DataFrame(timer.rows)
+    secs = rows.sum(axis=1).to_numpy()  # the whole epoch: training, validation and every callback's end-of-epoch work
+    phases = rows.iloc[1:].median().round(3).to_dict()  # the first epoch tunes kernels
+    return dict(epoch_s=float(np.median(secs[1:])), epoch_s_all=[round(float(s), 3) for s in secs], images_per_epoch=n, phases=phases,
+                img_s=n / float(np.median(secs[1:])), history_epoch_s=[float(s) for s in hist.seconds],
+                wall_s=wall, speed=info['speed'], f2_opt=[float(v) for v in hist.f2_opt],
                 results=json.loads((run/'results.json').read_text()), run=str(run), cuda_syncs=syncs.rows or None)
 
 def plain_epochs(images, Y, train_idx, valid_idx, arch, a, dev, stats, cudnn_benchmark)->dict:
@@ -156,7 +161,7 @@ def main():
     ap.add_argument('--workers', type=int, default=None, help='processes building the cache (default: all CPUs)')
     ap.add_argument('--archs', nargs='+', default=['densenet121', 'resnet18'])
     ap.add_argument('--predict-n', type=int, default=4000, help='JPEGs tagged by `predict` for its images/s')
-    ap.add_argument('--dir', default=None, help='where the JPEGs go (default: data/bench/jpeg<img-size>-n<n>)')
+    ap.add_argument('--dir', default=None, help='where the JPEGs go (default: <temporary folder>/fashion_style_bench/jpeg<img-size>-n<n>)')
     ap.add_argument('--out', default=os.environ.get('OUT', '.'), help='folder of gpu_train_bench.json')
     ap.add_argument('--cudnn-benchmark', type=int, nargs='+', default=[0, 1], help='cudnn.benchmark settings to time (0/1)')
     ap.add_argument('--checkpoint-cost', action='store_true', help='also time the project without per-epoch checkpoints')
@@ -216,7 +221,7 @@ def main():
                         print(f"{arch:12s} {kind:22s} CUDA synchronising calls per batch (epochs 2+): "
                               f"{(cs.syncs / cs.batches).round(3).to_dict()}", flush=True)
                     print(f"{arch:12s} {kind:22s} epoch {r[kind]['epoch_s']:7.2f} s = {r[kind]['img_s']:8.0f} images/s "
-                          f"(train + valid, {r[kind]['images_per_epoch']} images; epochs {[round(s, 2) for s in r[kind]['epoch_s_all']]}; "
+                          f"(whole epoch: train + valid + end-of-epoch work, {r[kind]['images_per_epoch']} images; epochs {[round(s, 2) for s in r[kind]['epoch_s_all']]}; "
                           f"median phases {r[kind]['phases']})", flush=True)
                 except Exception as e:
                     import traceback; traceback.print_exc()

@@ -16,6 +16,8 @@
    On a GPU this is the host time each batch needs besides issuing the model's kernels.
 3. **The 1cycle schedules per batch**: fastai's `combined_cos` (torch ops on small tensors) against the project's
    `models.host_combined_cos` (NumPy, the same values), for the learning rate of 2 parameter groups and the momentum.
+4. **The optimizer's `hypers`**, which fastai's scheduler and `Recorder` read 5 times a training batch: fastai's
+   `OptimWrapper` against the project's `train.StyleOptimWrapper` (the same dicts), for 2 AdamW parameter groups.
 
 Run: `python bench/host_sync_bench.py` (about a minute on two cores). Writes `--out` (JSON) if given. The data is
 the project's built-in **synthetic** set (drawn garments), made in a temporary folder."""
@@ -117,6 +119,18 @@ def schedules()->dict:
         out[name] = round(min(timeit.repeat(lambda: (f(0.37), g(0.37)), number=2000, repeat=5)) / 2000 * 1e3, 4)
     return out
 
+def hypers()->dict:
+    "Milliseconds per read of the optimizer's `hypers` (2 AdamW groups), which fastai's loop makes 5 times a training batch"
+    import timeit
+    from functools import partial
+    from fastai.optimizer import OptimWrapper
+    from fashion_style.train import StyleOptimWrapper
+    out = {}
+    for cls in (OptimWrapper, StyleOptimWrapper):
+        o = cls([list(nn.Linear(3, 2).parameters()), list(nn.Linear(2, 1).parameters())], opt=partial(torch.optim.AdamW, foreach=True))
+        out[f'{cls.__module__.split(".")[0]} {cls.__name__}'] = round(min(timeit.repeat(lambda: o.hypers, number=2000, repeat=5)) / 2000 * 1e3, 4)
+    return out
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--arch', default='test_resnet'); p.add_argument('--size', type=int, default=32)
@@ -133,13 +147,16 @@ def main():
         pos = label_matrix(df, STYLES).sum(0)
         res = dict(machine=dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(), torch_threads=1,
                                 python=platform.python_version(), torch=torch.__version__),
-                   args=vars(a), waits=waits(dls, pos, synth, tmp, a), host_time=host_time(dls, pos, a), schedules_ms=schedules())
+                   args=vars(a), waits=waits(dls, pos, synth, tmp, a), host_time=host_time(dls, pos, a), schedules_ms=schedules(),
+                   hypers_ms=hypers())
     print(f"\nHost waits per batch (HostSyncs), {a.arch} at {a.size} px, batch {a.bs}:")
     for k, v in res['waits'].items(): print(f"  {k:32s} train {v['per_batch'].get('train', 0):.2f}  valid {v['per_batch'].get('valid', 0):.2f}")
     print(f"\nHost time per training batch, flatten + linear at {a.size} px, batch {a.bs}, 1 thread (epochs 2-{a.epochs}: median, fastest):")
     for k, v in res['host_time'].items(): print(f"  {k:32s} {v['ms_per_batch']:.3f} ms  {v['ms_per_batch_fastest']:.3f} ms")
     print("\nLearning-rate and momentum schedules of fit_one_cycle, per batch (fastest of 5 x 2,000 calls):")
     for k, v in res['schedules_ms'].items(): print(f"  {k:32s} {v:.4f} ms")
+    print("\nThe optimizer's hypers (2 AdamW groups), per read, 5 reads a training batch (fastest of 5 x 2,000 calls):")
+    for k, v in res['hypers_ms'].items(): print(f"  {k:32s} {v:.4f} ms")
     if a.out: Path(a.out).write_text(json.dumps(res, indent=1, default=str))
 
 if __name__ == '__main__': main()
