@@ -144,7 +144,7 @@ def efficientnet_lite0_file(dest=None)->Path:
 
 LOCAL_WEIGHTS = {LITE0: efficientnet_lite0_file}
 
-# %% ../nbs/05_models.ipynb #fd8f427f
+# %% ../nbs/05_models.ipynb #4974c00f
 def _default_loss(loss_func): return BCEWithLogitsLossFlat() if loss_func is None else loss_func
 
 class _Messages(logging.Handler):
@@ -175,9 +175,9 @@ def _check_stats(dls, arch:str):
 class HostScheds:
     "fastai's `combine_scheds` computed with NumPy: the same values (in the same float32 steps), without the torch ops fastai's runs every batch"
     def __init__(self, pcts, scheds):
-        assert sum(pcts) == 1.
+        assert sum(pcts) == 1., f"the parts of the fit must sum to 1, got {list(pcts)}"
         b = tensor([0] + L(pcts))
-        assert torch.all(b >= 0)  # each segment, as fastai checks them
+        assert torch.all(b >= 0), f"each part of the fit must be >= 0, got {list(pcts)}"  # as fastai checks them
         b = torch.cumsum(b, 0)  # fastai's segment bounds, as fastai builds them
         self.bounds, self.scheds = b.numpy(), list(scheds)
     def __call__(self, pos):
