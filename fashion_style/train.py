@@ -32,9 +32,9 @@ from fastai.torch_core import rank_distrib, to_device
 import safetensors
 
 # %% auto #0
-__all__ = ['TRAIN_DEFAULTS', 'CHECKPOINT_FORMAT', 'log', 'train_config', 'swa_args', 'load_data', 'HostSnapshot',
-           'BackgroundWriter', 'BestF2Callback', 'RunHistory', 'PlainTensors', 'rng_states', 'set_rng_states',
-           'CheckpointCallback', 'load_checkpoint', 'f2_table', 'evaluate_weights', 'speed_settings',
+__all__ = ['TRAIN_DEFAULTS', 'CHECKPOINT_FORMAT', 'log', 'train_config', 'absolute_paths', 'swa_args', 'load_data',
+           'HostSnapshot', 'BackgroundWriter', 'BestF2Callback', 'RunHistory', 'PlainTensors', 'rng_states',
+           'set_rng_states', 'CheckpointCallback', 'load_checkpoint', 'f2_table', 'evaluate_weights', 'speed_settings',
            'StyleOptimWrapper', 'style_opt_func', 'apply_speed', 'train', 'train_cli', 'flags_config']
 
 # %% ../nbs/07_train.ipynb #b36a2fb2
@@ -84,7 +84,7 @@ TRAIN_DEFAULTS = dict(
     out=None,             # parent of run folders (default: models_path())
 )
 
-# %% ../nbs/07_train.ipynb #06cb0295
+# %% ../nbs/07_train.ipynb #aa0fc9c0
 _CHOICES = dict(pipeline=('auto', 'fastai', 'fast'), precision=('auto', 'fp32', 'bf16', 'fp16'),
                 channels_last=('auto', True, False), optimizer=('auto', 'fastai', 'adamw'),
                 deterministic=('auto', True, False), cudnn_benchmark=('auto', True, False), bad_images=('error', 'skip'))
@@ -129,6 +129,16 @@ def train_config(config:dict|None=None, **kwargs)->dict:
                                  "split, images and styles; for your own data give data=<a label file>")
     elif cfg['synth'] is not None: raise ValueError(f"synth applies to data='synthetic' only, not to data={cfg['data']!r}")
     return json.loads(json.dumps(cfg, default=str))
+
+_PATH_KEYS = ('data', 'test', 'image_dir', 'weights_file', 'cache_dir', 'out')
+
+def absolute_paths(cfg:dict)->dict:
+    "`cfg` with its file and folder settings made absolute, so that a run's `config.json` works from any directory"
+    res = {k: (str(Path(v).expanduser().absolute()) if k in _PATH_KEYS and v is not None and v != 'synthetic' else v)
+           for k, v in cfg.items()}
+    if isinstance(res.get('synth'), dict) and res['synth'].get('dest') is not None:
+        res['synth'] = {**res['synth'], 'dest': str(Path(res['synth']['dest']).expanduser().absolute())}
+    return res
 
 def _check_loss_kwargs(loss:str, kw:dict):
     "Keys of `loss_kwargs` that `loss`'s class does not take fail here, before training"
@@ -511,7 +521,7 @@ def apply_speed(learn, speed:dict):
         torch.backends.cudnn.deterministic = speed['deterministic']
     return learn
 
-# %% ../nbs/07_train.ipynb #8c6cf61c
+# %% ../nbs/07_train.ipynb #fcee8feb
 def _stages(cfg, pretrained:bool)->list:
     "The recipe's fits: `(stage, epochs)`; the frozen stage only with a pretrained backbone"
     if pretrained and cfg['frozen_epochs']: return [('frozen', cfg['frozen_epochs']), ('unfrozen', cfg['epochs'])]
@@ -554,7 +564,7 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
         info = on_rank0(read_run_config, run)
         # SWA's lr given as a number is the head's; a run begun before that rule keeps its own (every group the same)
         cfg, head_lr = train_config(info['config']), info.get('swa_scalar_lr') == 'head'
-    else: cfg, head_lr = train_config(config, **kwargs), True
+    else: cfg, head_lr = absolute_paths(train_config(config, **kwargs)), True
     speed = speed_settings(cfg, distrib_device(cfg['device']))
     device = torch.device(speed['device'])
     seed_everything(cfg['seed'] + rank, deterministic=speed['deterministic'])  # each process its own flips and dropout
