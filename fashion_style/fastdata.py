@@ -474,7 +474,7 @@ class CacheDataLoaders(DataLoaders):
         dl.skipped = bad  # the unusable images: `path`, `reason`, indexed by row
         return dl
 
-# %% ../nbs/10_fastdata.ipynb #72fd5a13
+# %% ../nbs/10_fastdata.ipynb #d6ef60c2
 def fast_style_dls(df:pd.DataFrame, # table from a reader (`path` and label columns)
                    vocab=None, # label columns, in order (default: `df.attrs['vocab']`)
                    size=224, # side of the square input (or `(h, w)`)
@@ -487,7 +487,8 @@ def fast_style_dls(df:pd.DataFrame, # table from a reader (`path` and label colu
                    stats=imagenet_stats, # per-channel `(mean, std)` for the normalization
                    num_workers:int|None=None, # processes decoding images into the cache (default: one per CPU)
                    device=None, # device of the batches (default: fastai's `default_device()`)
-                   resize_method:str='squish', # 'squish' or 'pad': never crop
+                   resize_method:str='squish', # 'squish' or 'pad' (kept centred; `style_dls` places a training image
+                                               # at random within its padding, this pipeline does not)
                    cache_dir=None, # folder of the caches (default: `data_path()/'cache'`)
                    cache_device=None, # None: memory map on the host; a device: the whole cache copied there; 'auto'
                    channels_last:bool=False, # channels-last batches
@@ -499,7 +500,7 @@ def fast_style_dls(df:pd.DataFrame, # table from a reader (`path` and label colu
                    progress:bool=True, # progress bar while building a cache
                    bad_images:str='error', # unusable images: 'error' (list them all and stop) or 'skip' (leave them out)
                   )->CacheDataLoaders:
-    "`data.style_dls` on a uint8 image cache: the same split, targets and augmentation, with flips and normalization on `device`"
+    "`data.style_dls` on a uint8 image cache: the same split, targets and flips (and normalization) on `device`"
     vocab = _vocab(df, vocab)
     df = df.reset_index(drop=True)
     Y = label_matrix(df, vocab)
