@@ -71,7 +71,7 @@ class InputError(ValueError):
         self.path, self.line, self.msg = path, line, msg
         super().__init__(f"{path}{'' if line is None else f':{line}'}: {msg}")
 
-# %% ../nbs/00_core.ipynb #ac554529
+# %% ../nbs/00_core.ipynb #c3c5228c
 _UMASK = os.umask(0); os.umask(_UMASK)  # read once, at import: setting it later would race with other threads' files
 
 @contextlib.contextmanager
@@ -88,9 +88,14 @@ def atomic_path(path):
         raise
 
 @contextlib.contextmanager
-def atomic_write(path, mode:str='wb'):
+def atomic_write(path, # file to write
+                 mode:str='wb', # `open`'s mode: binary, or text ('w')
+                 encoding:str='utf-8', # text modes: the encoding (not the locale's)
+                 newline:str='', # text modes: `open`'s `newline` ('': line ends written as given)
+                ):
     "Open a temporary file beside `path` for writing; on success rename it to `path`, on error remove it"
-    with atomic_path(path) as tmp, open(tmp, mode) as f: yield f
+    kw = {} if 'b' in mode else dict(encoding=encoding, newline=newline)
+    with atomic_path(path) as tmp, open(tmp, mode, **kw) as f: yield f
 
 # %% ../nbs/00_core.ipynb #657edc1f
 def markdown_table(df, # a pandas DataFrame; a named index becomes the first column

@@ -393,7 +393,7 @@ def open_image(fn, # image file
         raise ImageError(fn, f'too many pixels: not decoded, in case it is a decompression bomb ({e})') from None
     except Exception as e: raise ImageError(fn, _decode_error(e)) from None
 
-# %% ../nbs/01_data.ipynb #f651f49b
+# %% ../nbs/01_data.ipynb #a39b40f4
 def check_images(paths_or_df, # image paths, or a table with a `path` column (a reader's table)
                  max_pixels:int|None=None, # largest width x height accepted (default: `MAX_IMAGE_PIXELS`)
                  workers:int|None=None, # threads decoding images (default: twice the CPUs, at most 16)
@@ -413,11 +413,13 @@ def check_images(paths_or_df, # image paths, or a table with a `path` column (a 
         except ImageError as e: return e.reason
     unique, reasons = list(dict.fromkeys(paths)), {}
     if unique:
-        with ThreadPoolExecutor(max_workers=workers or min(16, 2 * (os.cpu_count() or 1))) as ex:
+        ex = ThreadPoolExecutor(max_workers=workers or min(16, 2 * (os.cpu_count() or 1)))
+        try:
             futs = {ex.submit(reason, p): p for p in unique}
             done = as_completed(futs)
             for fut in (progress_bar(done, total=len(futs), leave=False) if progress else done):
                 if (r := fut.result()) is not None: reasons[futs[fut]] = r
+        finally: ex.shutdown(wait=True, cancel_futures=True)  # Ctrl-C or an error: the images not yet started are dropped
     rows = [n for n, p in enumerate(paths) if p in reasons]
     out = pd.DataFrame({'path': [paths[n] for n in rows], 'reason': [reasons[paths[n]] for n in rows]}, index=index[rows])
     if ids is not None: out.insert(0, 'image_id', [ids[n] for n in rows])

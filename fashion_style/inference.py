@@ -86,7 +86,7 @@ def load_run(run_dir, # run folder written by `fashion_style.train.train`
                            f"{str(e)[:300]}") from e
     return Run(run, checkpoint, model.to(default_device(device)).eval(), info, thresholds)
 
-# %% ../nbs/09_inference.ipynb #c8d76717
+# %% ../nbs/09_inference.ipynb #985e2966
 def _first_row(fname)->list:
     "The first non-blank CSV row of `fname`"
     try:
@@ -96,12 +96,13 @@ def _first_row(fname)->list:
     except UnicodeDecodeError as e: raise _not_utf8(fname, e.reason) from None
     raise InputError(fname, 'empty file: no rows')
 
-def is_jd_test_list(fname)->bool:
-    "Whether `fname` looks like a JD test list (`imageID,url` rows, not a CSV with a header)"
-    f = Path(fname)
-    return f.is_file() and f.suffix.lower() != '.csv' and f.suffix.lower() not in image_extensions and len(_first_row(f)) == 2
-
 PARQUET_SUFFIXES = ('.parquet', '.pq')
+
+def is_jd_test_list(fname)->bool:
+    "Whether `fname` looks like a JD test list (`imageID,url` rows): not a folder, an image, or a CSV / Parquet listing"
+    f = Path(fname); suffix = f.suffix.lower()
+    if not f.is_file() or suffix in PARQUET_SUFFIXES + ('.csv',) or suffix in image_extensions: return False
+    return len(_first_row(f)) == 2
 
 def _listed_id(p:str)->str:
     "The id of an `image` path (separators already '/'), as `data.read_label_csv` makes it: the relative path without its suffix"
@@ -559,7 +560,7 @@ def write_jd_submission(preds:pd.DataFrame, # `predict`'s result (`image_id` and
         for i in order: w.writerow([i, *Y[row_of[i]].tolist()])
     return Path(fname)
 
-# %% ../nbs/09_inference.ipynb #41240ce3
+# %% ../nbs/09_inference.ipynb #bef52502
 def _check_out_file(path, # a file to write
                    option:str='--out', # the option that named it, for the message
                   )->Path:
@@ -598,6 +599,7 @@ def predict_cli(images:str, # an image, a folder of images, a JD label file or t
         if engine not in ENGINES: raise ValueError(f"--engine must be one of {list(ENGINES)}, got {engine!r}")
         if engine == 'local': out = _check_out_file(out or 'predictions.csv', '--out')  # before the work, not after
         if submission: _check_out_file(submission, '--submission')
+        test_list = images if submission and is_jd_test_list(images) else None  # decided before the work too
         w = None if weights is None else [float(v) for v in weights.split(',')]
         predictor = runs if len(runs) > 1 else runs[0]
         if engine == 'ray':
@@ -622,6 +624,6 @@ def predict_cli(images:str, # an image, a folder of images, a JD label file or t
             with atomic_write(out, 'w') as f: df.to_csv(f, index=False, float_format='%.9g')  # float32 exactly
             print(f"{len(df)} images predicted with {df.attrs['predictor']}{' (flip TTA)' if tta else ''} -> {out}")
         if submission:
-            write_jd_submission(df, submission, test_list=images if is_jd_test_list(images) else None)
+            write_jd_submission(df, submission, test_list=test_list)
             print(f"JD submission -> {submission}")
     except (ValueError, FileNotFoundError, RuntimeError, ImportError) as e: sys.exit(f"fashion_style_predict: error: {e}")
