@@ -84,7 +84,7 @@ TRAIN_DEFAULTS = dict(
     out=None,             # parent of run folders (default: models_path())
 )
 
-# %% ../nbs/07_train.ipynb #aa0fc9c0
+# %% ../nbs/07_train.ipynb #18710f4f
 _CHOICES = dict(pipeline=('auto', 'fastai', 'fast'), precision=('auto', 'fp32', 'bf16', 'fp16'),
                 channels_last=('auto', True, False), optimizer=('auto', 'fastai', 'adamw'),
                 deterministic=('auto', True, False), cudnn_benchmark=('auto', True, False), bad_images=('error', 'skip'))
@@ -122,7 +122,10 @@ def train_config(config:dict|None=None, **kwargs)->dict:
         if not check(cfg[k]): raise ValueError(f"{k} must be {what}, got {cfg[k]!r}")
     if cfg['swa'] is not None: _check_swa(cfg['swa'], cfg['epochs'])
     resolve_arch(cfg['arch'])  # an unknown name fails here, before a run folder is made
-    _check_loss_kwargs(cfg['loss'], cfg['loss_kwargs'])
+    _check_loss_kwargs(cfg['loss'], cfg['loss_kwargs'], len(cfg['vocab'] or STYLES))
+    if cfg['device'] is not None:
+        try: torch.device(cfg['device'])
+        except (RuntimeError, TypeError) as e: raise ValueError(f"device must be null or a torch device such as 'cpu', 'cuda' or 'cuda:1', got {cfg['device']!r}") from None
     if cfg['data'] == 'synthetic':
         own = [k for k in ('test', 'image_dir', 'vocab') if cfg[k] is not None]
         if own: raise ValueError(f"{', '.join(own)} given with data='synthetic': the built-in synthetic set has its own test "
@@ -140,12 +143,16 @@ def absolute_paths(cfg:dict)->dict:
         res['synth'] = {**res['synth'], 'dest': str(Path(res['synth']['dest']).expanduser().absolute())}
     return res
 
-def _check_loss_kwargs(loss:str, kw:dict):
-    "Keys of `loss_kwargs` that `loss`'s class does not take fail here, before training"
+def _check_loss_kwargs(loss:str, kw:dict, n_classes:int=len(STYLES)):
+    "`loss_kwargs` that `loss`'s class does not take, or with values it refuses, fail here, before training"
     params = inspect.signature(LOSSES[loss]).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()): return
-    bad = sorted(set(kw) - set(params) | ({'pos_counts'} & set(kw)))  # `train` counts the positives itself
-    if bad: raise ValueError(f"loss_kwargs: {bad} not taken by the {loss!r} loss; it takes {sorted(set(params) - {'pos_counts'})}")
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        bad = sorted(set(kw) - set(params) | ({'pos_counts'} & set(kw)))  # `train` counts the positives itself
+        if bad: raise ValueError(f"loss_kwargs: {bad} not taken by the {loss!r} loss; it takes {sorted(set(params) - {'pos_counts'})}")
+    if kw.get('reduction', 'mean') != 'mean':
+        raise ValueError(f"loss_kwargs: reduction must be 'mean' for training (one loss per batch), got {kw['reduction']!r}")
+    try: get_loss(loss, pos_counts=np.ones(n_classes), **kw)  # build it once, as `train` will
+    except (TypeError, ValueError) as e: raise ValueError(f"loss_kwargs: {e}") from None
 
 _SWA_KEYS = [k for k in inspect.signature(SWACallback).parameters if k not in ('fname', 'bn_dl')]  # `train` sets these
 
@@ -521,7 +528,7 @@ def apply_speed(learn, speed:dict):
         torch.backends.cudnn.deterministic = speed['deterministic']
     return learn
 
-# %% ../nbs/07_train.ipynb #fcee8feb
+# %% ../nbs/07_train.ipynb #71d16f9e
 def _stages(cfg, pretrained:bool)->list:
     "The recipe's fits: `(stage, epochs)`; the frozen stage only with a pretrained backbone"
     if pretrained and cfg['frozen_epochs']: return [('frozen', cfg['frozen_epochs']), ('unfrozen', cfg['epochs'])]
@@ -566,6 +573,8 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
         cfg, head_lr = train_config(info['config']), info.get('swa_scalar_lr') == 'head'
     else: cfg, head_lr = absolute_paths(train_config(config, **kwargs)), True
     speed = speed_settings(cfg, distrib_device(cfg['device']))
+    if resume is not None and info.get('speed', {}).get('optimizer'):  # the checkpoint's state is that optimizer's, even
+        speed['optimizer'] = info['speed']['optimizer']                 # where 'auto' would pick another on this device
     device = torch.device(speed['device'])
     seed_everything(cfg['seed'] + rank, deterministic=speed['deterministic'])  # each process its own flips and dropout
     dev, test = rank0_first(load_data, cfg)
@@ -630,7 +639,7 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
                     learn.unfreeze(); lr = slice(cfg['lr'] / 2 / cfg['lr_mult'], cfg['lr'] / 2)
                 else: lr = cfg['lr']
                 fit_cbs = [best, history, checkpoint, *(cbs or [])]
-                if stage == 'unfrozen' and cfg['swa']:
+                if stage == 'unfrozen' and cfg['swa'] is not None:
                     fit_cbs.append(SWACallback(**swa_args(cfg['swa'], pretrained and head_lr, cfg['lr_mult']), fname='swa'))
                 if ck is not None and stage == ck['stage']:
                     learn.model.to(device)  # first: torch's `load_state_dict` puts the optimizer state where the weights are
@@ -652,7 +661,10 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
     if test is not None: dl_by_split['test'] = rank0_first(dls.test_dl, test, with_labels=True)
     ids = {'valid': dev.image_id.iloc[valid_idx], 'test': None if test is None else test.image_id}
     checkpoints = {'best': run/'model.safetensors'}
-    if cfg['swa']: checkpoints['swa'] = run/'swa.safetensors'
+    if cfg['swa'] is not None:
+        if on_rank0((run/'swa.safetensors').exists): checkpoints['swa'] = run/'swa.safetensors'  # the same in every process
+        else: warnings.warn(f"{run}: no SWA model was saved (no SWA cycle ended, e.g. a callback stopped the fit early): "
+                            "the results are the best epoch's only")
     tables, thresholds = [], {}
     results = dict(best_epoch=best.best_epoch, best_value=float(best.best), synthetic_data=cfg['data'] == 'synthetic')
     for kind, fname in checkpoints.items():
@@ -669,7 +681,7 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
         _write_json(results, run/'results.json')
     return run
 
-# %% ../nbs/07_train.ipynb #cdf30aa3
+# %% ../nbs/07_train.ipynb #f6e9f284
 def _json_arg(s):
     if s is None or not isinstance(s, str): return s
     try: return json.loads(s)
@@ -755,6 +767,7 @@ def flags_config(a:dict)->dict:
     given = {k: v for k, v in a.items() if k in TRAIN_DEFAULTS and v is not None and k not in _SWITCHES}
     if given.get('data') == 'synthetic':  # the config's own data files and labels do not go with the built-in set
         cfg.update({k: None for k in ('test', 'image_dir', 'vocab') if k not in given})
+    elif given.get('data') is not None and 'synth' not in given: cfg['synth'] = None  # nor its settings with a label file
     parse = lambda k, v: _json_flag(k, v) if k in _JSON_FLAGS else _json_arg(v) if k in _MAYBE_JSON else v
     cfg.update({k: parse(k, v) for k, v in given.items()})
     cfg.update({k: True for k in _SWITCHES if a.get(k)})
