@@ -101,12 +101,22 @@ class WeightedBCE(MultiLabelLoss):
         super().__init__(_BCEModule, weight=self.class_weights, reduction=reduction, axis=axis, thresh=thresh)
 
 # %% ../nbs/04_losses.ipynb #9389e907
+def _no_per_item(reduction):
+    "Refuse `reduction='none'`: the soft F-beta is a score of the whole batch"
+    if reduction == 'none':
+        raise ValueError("SoftF2Loss has no per-item loss: the soft F-beta is a score of the whole batch (counts summed "
+                         "over its items, per class), so reduction='none' (which fastai's get_preds(with_loss=True) and "
+                         "Interpretation set to get one loss per item) is not available; use 'mean' or 'sum', or an "
+                         "element-wise loss such as get_loss('bce') to rank items by loss")
+
 class _SoftFBetaModule(nn.Module):
     def __init__(self, beta:float=2.0, eps:float=1e-7, reduction:str='mean'):
         super().__init__()
+        _no_per_item(reduction)
         self.beta, self.eps, self.reduction = beta, eps, reduction
 
     def forward(self, inp, targ):
+        _no_per_item(self.reduction)  # fastai sets it on the loss for `get_preds(with_loss=True)`
         inp, targ = _prep(inp, targ)
         p, b2 = torch.sigmoid(inp), self.beta ** 2
         tp = (p * targ).sum(0)
@@ -119,7 +129,7 @@ class SoftF2Loss(MultiLabelLoss):
                  eps:float=1e-7, # lower bound of the denominator
                  thresh:float=0.5, # probability threshold of `decodes`
                  axis:int=-1, # class axis
-                 reduction:str='mean'): # 'mean' (over classes), 'sum' or 'none' (per class)
+                 reduction:str='mean'): # 'mean' or 'sum' over the classes (no 'none': there is no per-item loss)
         super().__init__(_SoftFBetaModule, beta=beta, eps=eps, reduction=reduction, axis=axis, thresh=thresh)
 
 # %% ../nbs/04_losses.ipynb #8089f68e

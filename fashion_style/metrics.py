@@ -222,6 +222,10 @@ class EpochPredsMetric(Metric):
     def name(self): return self._name
 
 # %% ../nbs/03_metrics.ipynb #876a5d0e
+def _warn_nan_outputs(name):
+    warnings.warn(f"{name}: the model's outputs hold NaN (e.g. the training diverged), so the metric is NaN",
+                  RuntimeWarning, stacklevel=4)
+
 def _thresh_name(beta, thresh):
     t = np.asarray(thresh)
     return f"f{beta:g}_".replace('.', '') + (f"{float(t):g}".replace('.', '') if t.size == 1 else 'per_class')
@@ -239,10 +243,11 @@ class F2Macro(EpochPredsMetric):
     def compute(self, probs, targs):
         th = torch.as_tensor(self.thresh, dtype=probs.dtype, device=probs.device)
         p, t = probs >= th, targs.bool()
-        n_bad = ((targs != 0) & (targs != 1)).sum()[None]
-        counts = torch.cat([(p & t).sum(0), t.sum(0), p.sum(0), n_bad]).cpu().numpy()  # one transfer
-        if counts[-1]: raise ValueError("targets must hold only 0 and 1")
-        f = _fbeta(*counts[:-1].reshape(3, -1), self.beta, self.zero_division)
+        n_bad, n_nan = ((targs != 0) & (targs != 1)).sum()[None], probs.isnan().sum()[None]
+        counts = torch.cat([(p & t).sum(0), t.sum(0), p.sum(0), n_bad, n_nan]).cpu().numpy()  # one transfer
+        if counts[-2]: raise ValueError("targets must hold only 0 and 1")
+        if counts[-1]: _warn_nan_outputs(self.name); return float('nan')   # not NaN counted as negatives
+        f = _fbeta(*counts[:-2].reshape(3, -1), self.beta, self.zero_division)
         return float(np.nanmean(f)) if not np.isnan(f).all() else float('nan')
 
 class F2Opt(EpochPredsMetric):
@@ -259,6 +264,10 @@ class F2Opt(EpochPredsMetric):
         super().accumulate(learn)
 
     def compute(self, probs, targs):
+        nan = probs.isnan().any() if isinstance(probs, torch.Tensor) else np.isnan(np.asarray(probs, dtype=float)).any()
+        if nan:   # `best_thresholds` refuses NaN: NaN, as fastai's metrics give, rather than a stopped fit
+            self.thresholds = self.f2s = None
+            _warn_nan_outputs(self.name); return float('nan')
         self.thresholds, self.f2s = best_thresholds(probs, targs, self.beta, warn=False)
         none = tuple(np.flatnonzero(self.f2s == 0))      # the best F is 0 only for a class without positives
         if none and none != self._warned:               # once, and again only if the set of classes changes

@@ -186,6 +186,9 @@ class HostScheds:
     def __init__(self, pcts, scheds):
         assert sum(pcts) == 1., f"the parts of the fit must sum to 1, got {list(pcts)}"
         b = tensor([0] + L(pcts))
+        # float32 bounds: integer parts (e.g. `pct_start=0` or 1) would make an int64 tensor, and positions cast to it
+        # would all be 0 or 1; fastai's keep positions as floats (a Python float minus an int64 tensor is float32)
+        if not b.is_floating_point(): b = b.float()
         assert torch.all(b >= 0), f"each part of the fit must be >= 0, got {list(pcts)}"  # as fastai checks them
         b = torch.cumsum(b, 0)  # fastai's segment bounds, as fastai builds them
         self.bounds, self.scheds = b.numpy(), list(scheds)

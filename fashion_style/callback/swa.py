@@ -4,7 +4,7 @@
 
 # %% ../../nbs/06_callback.swa.ipynb #5d95edc8
 from __future__ import annotations
-import math, warnings
+import math, numbers, warnings
 from contextlib import nullcontext
 from pathlib import Path
 import numpy as np
@@ -13,10 +13,10 @@ from torch import nn
 import safetensors.torch
 from ..core import atomic_path
 from fastcore.basics import store_attr
-from fastai.callback.core import Callback
+from fastai.callback.core import Callback, GatherPredsCallback
 from fastai.callback.tracker import SaveModelCallback
 from fastai.callback.progress import ProgressCallback
-from fastai.callback.schedule import ParamScheduler
+from fastai.callback.schedule import ParamScheduler, LRFinder
 from fastai.callback.fp16 import AMPMode
 from fastai.learner import _maybe_item, SkipToEpoch
 from fastai.torch_core import to_device, rank_distrib
@@ -63,10 +63,12 @@ def update_bn(model:nn.Module,    # model whose BatchNorm running statistics are
               max_batches:int|None=None, # stop after this many batches
               autocast_dtype=None)->int: # run the forward passes under CUDA autocast with this dtype
     "Recompute the BatchNorm running statistics of `model` as exact averages over `batches`; returns batches used"
+    if max_batches is not None and max_batches < 1: raise ValueError(f"update_bn: max_batches must be >= 1 or None, got {max_batches}")
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     if not bns: return 0
     device = device or next(model.parameters()).device
     momenta, was_training = {m: m.momentum for m in bns}, model.training
+    saved = {m: [b.clone() for b in (m.running_mean, m.running_var, m.num_batches_tracked)] for m in bns}
     for m in bns: m.reset_running_stats(); m.momentum = None
     model.train()
     ctx = torch.autocast('cuda', dtype=autocast_dtype) if autocast_dtype and device.type == 'cuda' else nullcontext()
@@ -78,6 +80,13 @@ def update_bn(model:nn.Module,    # model whose BatchNorm running statistics are
                 if isinstance(b, (list, tuple)): xb = b[:n_inp or max(len(b) - 1, 1)]
                 else: xb = (b,)
                 model(*to_device(xb, device)); n += 1
+        if n == 0: raise ValueError("update_bn: no batch came from `batches` (an empty loader?): the BatchNorm "
+                                    "statistics are left as they were")
+    except BaseException:
+        with torch.no_grad():
+            for m, bufs in saved.items():
+                for b, v in zip((m.running_mean, m.running_var, m.num_batches_tracked), bufs): b.copy_(v)
+        raise
     finally:
         for m, mom in momenta.items(): m.momentum = mom
         model.train(was_training)
@@ -105,6 +114,14 @@ def epoch_skipped(cb:Callback)->bool:
     "Whether the current epoch is one that fastai's `SkipToEpoch` skips (a fit resumed with `start_epoch`)"
     return cb.epoch < next((c._skip_to for c in cb.learn.cbs if isinstance(c, SkipToEpoch)), 0)
 
+def _whole(v)->bool: return isinstance(v, numbers.Real) and math.isfinite(v) and int(v) == v
+
+def _empty(dl)->bool:
+    try: return len(dl) == 0
+    except TypeError: return False  # an iterable without a length: `update_bn` tells after the fit
+
+_FIT_STATE = ('average', 'swa_metrics', 'plain_metrics', 'saved_path', '_trained', '_finishing')
+
 class SWACallback(Callback):
     "Cyclic learning rate and eq. (6) weight averaging from `start_epoch`; BN update, validation and save after fit"
     order = SaveModelCallback.order + 1  # after_fit after the best checkpoint has been reloaded
@@ -123,10 +140,13 @@ class SWACallback(Callback):
         compare:bool=False,   # also validate the weights held before SWA (e.g. the best checkpoint): `plain_metrics`
     ):
         if int(cycle_len) != cycle_len or cycle_len < 1: raise ValueError(f"cycle_len must be a whole number >= 1, got {cycle_len}")
-        if start_epoch < 0: raise ValueError(f"start_epoch must be >= 0, got {start_epoch}")
+        if not _whole(start_epoch) or start_epoch < 0: raise ValueError(f"start_epoch must be a whole number >= 0, got {start_epoch}")
+        if bn_batches is not None and (not _whole(bn_batches) or bn_batches < 1):
+            raise ValueError(f"bn_batches must be a whole number >= 1 or None, got {bn_batches}")
         cyclic_lr(0, 1, 0, anneal)  # checks `anneal`
         store_attr()
         self.average, self.swa_metrics, self.plain_metrics, self.saved_path = WeightAverage(), None, None, None
+        self._trained, self._finishing, self._kept = False, False, None
 
     def _group_lrs(self, v):
         "Learning rate per parameter group for `v` (None: the current ones), as fastai's `set_hyper` spreads it"
@@ -146,13 +166,26 @@ class SWACallback(Callback):
             lrs = np.stack([np.broadcast_to(np.asarray(scheds[0](p), dtype=float), cur.shape) for p in np.linspace(0, 1, 2001)])
         return np.nanmax(lrs, 0)
 
+    def _no_training(self)->bool:
+        "Whether these fit events are `validate`'s, `get_preds`' (under the learner's lock or with fastai's gatherer) or `lr_find`'s"
+        lock = getattr(self.learn, 'lock', None)
+        return (lock is not None and lock.locked()) or any(isinstance(cb, (GatherPredsCallback, LRFinder)) for cb in self.learn.cbs)
+
     def before_fit(self):
+        if self._no_training(): self.run = False; return  # touch nothing; fastai re-arms `run` after the fit
+        # a fresh average for this fit (a resumed fit puts its own back next); the state before is kept until a
+        # training epoch starts, and put back if none does (`tta` fires the fit events without training)
+        self._kept = {k: getattr(self, k) for k in _FIT_STATE}
         self.average, self.swa_metrics, self.plain_metrics, self.saved_path = WeightAverage(), None, None, None
-        self._finishing = False
-        self.run = not hasattr(self.learn, 'lr_finder') and not hasattr(self.learn, 'gather_preds')
-        if not self.run: return
+        self._trained = self._finishing = False
+
+    def before_train(self):
+        if self._trained: return
+        self._trained, self._kept = True, None   # the first training epoch of this fit
         self.lrs_max = self._group_lrs(self.lr_max) if self.lr_max is not None else self._fit_peak_lrs()
         self.lrs_min = self._group_lrs(self.lr_min) if self.lr_min is not None else self.lrs_max/10
+        if self.bn_update and _empty(self.bn_dl if self.bn_dl is not None else self.dls.train):
+            raise ValueError("SWACallback: the BatchNorm pass would see no batch (`bn_dl`, or the training DataLoader, is empty)")
         if self.start_epoch + self.cycle_len > self.n_epoch:
             warnings.warn(f"SWA: no cycle ends within this fit ({self.n_epoch} epochs, start_epoch={self.start_epoch}, "
                           f"cycle_len={self.cycle_len}): nothing will be averaged")
@@ -167,7 +200,7 @@ class SWACallback(Callback):
         self.opt.set_hyper('lr', list(cyclic_lr(pos, self.lrs_max, self.lrs_min, self.anneal)))
 
     def after_epoch(self):
-        if epoch_skipped(self): return  # an epoch a resumed fit skips did not train
+        if not self._trained or epoch_skipped(self): return  # an epoch a resumed fit skips did not train
         if self._in_swa() and (self.epoch - self.start_epoch + 1) % self.cycle_len == 0: self.average.update(self.model)
 
     @property
@@ -193,6 +226,9 @@ class SWACallback(Callback):
         return dict(zip(names, [_maybe_item(m) for m in rec._valid_mets]))
 
     def after_fit(self):
+        if not self._trained:  # no training epoch in these fit events: everything as it was before them
+            for k, v in (self._kept or {}).items(): setattr(self, k, v)
+            self._kept = None; return
         if self.average.n == 0:
             warnings.warn("SWA: no cycle was completed in this fit, the model is left as it is"); return
         self._finishing = True
