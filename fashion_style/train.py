@@ -302,7 +302,7 @@ class PlainTensors(Callback):
         plain = lambda b: tuple(t.as_subclass(torch.Tensor) if isinstance(t, torch.Tensor) else t for t in b)
         self.learn.xb, self.learn.yb = plain(self.xb), plain(self.yb)
 
-# %% ../nbs/07_train.ipynb #0d9f28d6
+# %% ../nbs/07_train.ipynb #a8077d88
 CHECKPOINT_FORMAT = 1
 
 def _plain(o):
@@ -403,8 +403,7 @@ class _Resume(Callback):
     def __init__(self, ck): self.ck = ck
     def before_fit(self):
         swa = next((cb for cb in self.learn.cbs if isinstance(cb, SWACallback)), None)
-        if swa is not None and self.ck['swa'] is not None:
-            swa.average.n, swa.average.avg = self.ck['swa']['n'], self.ck['swa']['avg']
+        if swa is not None and self.ck['swa'] is not None: swa.resume_average(self.ck['swa']['n'], self.ck['swa']['avg'])
         sl = self.recorder.smooth_loss  # the smoothed training loss runs on across the epochs of a fit
         sl.count, sl.val = self.ck['smooth_loss']['count'], self.ck['smooth_loss']['val']
         set_rng_states(_own_rng_states(self.ck), self.dls, _own_gpu(self.dls.device))

@@ -225,9 +225,13 @@ class SWACallback(Callback):
         names = ['valid_loss'] + [m.name for m in rec.metrics]
         return dict(zip(names, [_maybe_item(m) for m in rec._valid_mets]))
 
+    def resume_average(self, n:int, avg):
+        "Put back the average of an interrupted fit, after `before_fit`: this fit goes on with it (even with no epoch left to train)"
+        self.average.n, self.average.avg, self._kept = n, avg, None
+
     def after_fit(self):
-        if not self._trained:  # no training epoch in these fit events: everything as it was before them
-            for k, v in (self._kept or {}).items(): setattr(self, k, v)
+        if not self._trained and self._kept is not None:  # fit events without training (e.g. `tta`): all as it was
+            for k, v in self._kept.items(): setattr(self, k, v)
             self._kept = None; return
         if self.average.n == 0:
             warnings.warn("SWA: no cycle was completed in this fit, the model is left as it is"); return
