@@ -527,7 +527,7 @@ def apply_speed(learn, speed:dict):
         torch.backends.cudnn.deterministic = speed['deterministic']
     return learn
 
-# %% ../nbs/07_train.ipynb #71d16f9e
+# %% ../nbs/07_train.ipynb #d85702d2
 def _stages(cfg, pretrained:bool)->list:
     "The recipe's fits: `(stage, epochs)`; the frozen stage only with a pretrained backbone"
     if pretrained and cfg['frozen_epochs']: return [('frozen', cfg['frozen_epochs']), ('unfrozen', cfg['epochs'])]
@@ -656,6 +656,9 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
               file=sys.stderr)
         raise
 
+    if best.best_epoch is None:  # NaN scores every epoch: `BestF2Callback` kept nothing
+        raise RuntimeError(f"{run}: no epoch had a finite {cfg['monitor']} (the model's outputs held NaN at every validation: "
+                           f"the training diverged), so there are no best weights to evaluate; try a lower lr")
     dl_by_split = {'valid': dls.valid}
     if test is not None: dl_by_split['test'] = rank0_first(dls.test_dl, test, with_labels=True)
     ids = {'valid': dev.image_id.iloc[valid_idx], 'test': None if test is None else test.image_id}
