@@ -444,7 +444,7 @@ def evaluate_weights(learn, fname, dls_by_split:dict, vocab)->dict:
     return dict(probs=probs, targets=targets, thresholds=np.asarray(thresholds),
                 table=f2_table(probs, targets, thresholds, vocab))
 
-# %% ../nbs/07_train.ipynb #0ec5cb84
+# %% ../nbs/07_train.ipynb #4f0b8e97
 log = logging.getLogger('fashion_style.train')
 
 def _versions():
@@ -457,7 +457,9 @@ def _run_dir(cfg)->Path:
     name = cfg['name'] or f"{cfg['arch']}-{cfg['loss']}-s{cfg['seed']}-{time.strftime('%Y%m%d-%H%M%S')}"
     run = out/name
     if run.exists() and any(run.iterdir()):
-        raise FileExistsError(f"run folder {run} already holds files: choose another `name` or remove it")
+        why = (" (a run that stopped before its first checkpoint: nothing in it can be resumed)"
+               if (run/'config.json').exists() and not (run/'checkpoint.pt').exists() and not (run/'results.json').exists() else "")
+        raise FileExistsError(f"run folder {run} already holds files{why}: choose another name (name= / --name) or remove the folder")
     run.mkdir(parents=True, exist_ok=True)
     return run
 
@@ -527,15 +529,27 @@ def apply_speed(learn, speed:dict):
         torch.backends.cudnn.deterministic = speed['deterministic']
     return learn
 
-# %% ../nbs/07_train.ipynb #d85702d2
+# %% ../nbs/07_train.ipynb #9f037782
 def _stages(cfg, pretrained:bool)->list:
     "The recipe's fits: `(stage, epochs)`; the frozen stage only with a pretrained backbone"
     if pretrained and cfg['frozen_epochs']: return [('frozen', cfg['frozen_epochs']), ('unfrozen', cfg['epochs'])]
     if cfg['frozen_epochs']: log.warning('backbone not pretrained: skipping the frozen stage')
     return [('unfrozen', cfg['epochs'])]
 
-def _check_resumable(run:Path, split:pd.DataFrame):
+def _interrupted(run:Path, what:str)->str:
+    "What to do after Ctrl-C stopped `what` of `run`"
+    if (run/'checkpoint.pt').exists():
+        return (f"\n{what} was interrupted. Resume from the last checkpoint with `fashion_style_train --resume {run}` or "
+                f"`train(resume='{run}')`")
+    return f"\n{what} was interrupted. No epoch had finished, so there is no checkpoint: remove {run} and start again."
+
+def _check_unfinished(run:Path):
     if (run/'results.json').exists(): raise ValueError(f"{run} has finished (it has results.json): nothing to resume")
+
+def _check_resumable(run:Path, split:pd.DataFrame, vocab:list, run_vocab:list):
+    if list(vocab) != list(run_vocab):
+        raise InputError(run/'config.json', f"the label names differ from the run's: it trained on {list(run_vocab)}, the data "
+                         f"now has {list(vocab)}; resuming needs the data the run started with")
     old = pd.read_csv(run/'split.csv', dtype={'image_id': str}, keep_default_na=False)
     if not (old.image_id.tolist() == split.image_id.tolist() and old.split.tolist() == split.split.tolist()):
         raise InputError(run/'split.csv', "the development images or their split differ from the run's: resuming needs "
@@ -568,6 +582,7 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
         if config is not None or kwargs: raise ValueError("resume= continues a run with its own config: pass no config or overrides")
         run = Path(resume)
         info = on_rank0(read_run_config, run)
+        on_rank0(_check_unfinished, run)  # before the data is read
         # SWA's lr given as a number is the head's; a run begun before that rule keeps its own (every group the same)
         cfg, head_lr = train_config(info['config']), info.get('swa_scalar_lr') == 'head'
     else: cfg, head_lr = absolute_paths(train_config(config, **kwargs)), True
@@ -591,8 +606,15 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
     split = pd.DataFrame(dict(image_id=dev.image_id.astype(str), split='train'))
     split.loc[split.index[valid_idx], 'split'] = 'valid'
     split.loc[split.index[dls.skipped.index.to_numpy()], 'split'] = 'skipped'
+    # the model (and its weights file) before the run folder: a bad file leaves nothing behind
+    pos_counts = label_matrix(dev.iloc[train_idx], vocab).sum(0)
+    loss_func = get_loss(cfg['loss'], pos_counts=pos_counts, **cfg['loss_kwargs'])
+    learn = style_learner(dls, cfg['arch'], loss_func=loss_func, pretrained=cfg['pretrained'],
+                          weights_file=cfg['weights_file'], metrics=[F2Macro(0.5), F2Opt()], wd=cfg['wd'],
+                          opt_func=style_opt_func(speed['optimizer'], device))
+    apply_speed(learn, speed)
     if resume is not None:
-        on_rank0(_check_resumable, run, split)
+        on_rank0(_check_resumable, run, split, vocab, info['vocab'])
         ck = load_checkpoint(run/'checkpoint.pt', device) if not distributed else to_device(on_rank0(load_checkpoint, run/'checkpoint.pt'), device)
     else:
         run, ck = on_rank0(_run_dir, cfg), None  # the default name has the time: rank 0 names the folder for all
@@ -608,12 +630,6 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
                         run/'config.json')
             with atomic_write(run/'split.csv', 'w') as f: split.to_csv(f, index=False)
 
-    pos_counts = label_matrix(dev.iloc[train_idx], vocab).sum(0)
-    loss_func = get_loss(cfg['loss'], pos_counts=pos_counts, **cfg['loss_kwargs'])
-    learn = style_learner(dls, cfg['arch'], loss_func=loss_func, pretrained=cfg['pretrained'],
-                          weights_file=cfg['weights_file'], metrics=[F2Macro(0.5), F2Opt()], wd=cfg['wd'],
-                          opt_func=style_opt_func(speed['optimizer'], device))
-    apply_speed(learn, speed)
     learn.path, learn.model_dir = run, '.'
     learn.add_cb(PlainTensors())
     if distributed: learn.add_cb(DDPTrainer())  # what `Learner.ddp_ctx` adds: DDP, loaders split, outputs gathered
@@ -650,40 +666,41 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
                 learn.fit_one_cycle(n_epoch, lr, cbs=fit_cbs, start_epoch=start)
     except KeyboardInterrupt:
         checkpoint.wait()  # let a checkpoint being written finish
-        saved = (run/'checkpoint.pt').exists()
-        if rank == 0: print(f"\ntraining interrupted. " + (f"Resume from the last checkpoint with `fashion_style_train --resume {run}` "
-              f"or `train(resume='{run}')`" if saved else "No epoch had finished, so there is no checkpoint: start again."),
-              file=sys.stderr)
+        if rank == 0: print(_interrupted(run, 'Training'), file=sys.stderr)
         raise
 
     if best.best_epoch is None:  # NaN scores every epoch: `BestF2Callback` kept nothing
         raise RuntimeError(f"{run}: no epoch had a finite {cfg['monitor']} (the model's outputs held NaN at every validation: "
                            f"the training diverged), so there are no best weights to evaluate; try a lower lr")
-    dl_by_split = {'valid': dls.valid}
-    if test is not None: dl_by_split['test'] = rank0_first(dls.test_dl, test, with_labels=True)
-    ids = {'valid': dev.image_id.iloc[valid_idx], 'test': None if test is None else test.image_id}
-    checkpoints = {'best': run/'model.safetensors'}
-    if cfg['swa'] is not None:
-        if on_rank0((run/'swa.safetensors').exists): checkpoints['swa'] = run/'swa.safetensors'  # the same in every process
-        else: warnings.warn(f"{run}: no SWA model was saved (no SWA cycle ended, e.g. a callback stopped the fit early): "
-                            "the results are the best epoch's only")
-    tables, thresholds = [], {}
-    results = dict(best_epoch=best.best_epoch, best_value=float(best.best), synthetic_data=cfg['data'] == 'synthetic')
-    for kind, fname in checkpoints.items():
-        with (learn.no_bar() if not progress else contextlib.nullcontext()):
-            ev = evaluate_weights(learn, fname, dl_by_split, vocab)
-        thresholds[kind] = dict(zip(vocab, map(float, ev['thresholds'])))
-        for split_name, p in ev['probs'].items():
-            if rank == 0: _write_probs(ids[split_name], p, vocab, run/f"{split_name}_probs{'' if kind == 'best' else '_' + kind}.csv")
-        t = ev['table']; t.insert(0, 'checkpoint', kind); tables.append(t)
-        for _, r in t.iterrows(): results[f"{kind}_{r.split}_mf2_{r.threshold}"] = float(r.MF2)
-    if rank == 0:
-        _write_json(thresholds, run/'thresholds.json')
-        with atomic_write(run/'f2.csv', 'w') as f: pd.concat(tables).to_csv(f, index=False, float_format='%.4f')
-        _write_json(results, run/'results.json')
+    try:  # the evaluation of the kept weights: a run stopped here is finished by a resume too
+        dl_by_split = {'valid': dls.valid}
+        if test is not None: dl_by_split['test'] = rank0_first(dls.test_dl, test, with_labels=True)
+        ids = {'valid': dev.image_id.iloc[valid_idx], 'test': None if test is None else test.image_id}
+        checkpoints = {'best': run/'model.safetensors'}
+        if cfg['swa'] is not None:
+            if on_rank0((run/'swa.safetensors').exists): checkpoints['swa'] = run/'swa.safetensors'  # the same in every process
+            else: warnings.warn(f"{run}: no SWA model was saved (no SWA cycle ended, e.g. a callback stopped the fit early): "
+                                "the results are the best epoch's only")
+        tables, thresholds = [], {}
+        results = dict(best_epoch=best.best_epoch, best_value=float(best.best), synthetic_data=cfg['data'] == 'synthetic')
+        for kind, fname in checkpoints.items():
+            with (learn.no_bar() if not progress else contextlib.nullcontext()):
+                ev = evaluate_weights(learn, fname, dl_by_split, vocab)
+            thresholds[kind] = dict(zip(vocab, map(float, ev['thresholds'])))
+            for split_name, p in ev['probs'].items():
+                if rank == 0: _write_probs(ids[split_name], p, vocab, run/f"{split_name}_probs{'' if kind == 'best' else '_' + kind}.csv")
+            t = ev['table']; t.insert(0, 'checkpoint', kind); tables.append(t)
+            for _, r in t.iterrows(): results[f"{kind}_{r.split}_mf2_{r.threshold}"] = float(r.MF2)
+        if rank == 0:
+            _write_json(thresholds, run/'thresholds.json')
+            with atomic_write(run/'f2.csv', 'w') as f: pd.concat(tables).to_csv(f, index=False, float_format='%.4f')
+            _write_json(results, run/'results.json')
+    except KeyboardInterrupt:
+        if rank == 0: print(_interrupted(run, 'The evaluation after training'), file=sys.stderr)
+        raise
     return run
 
-# %% ../nbs/07_train.ipynb #f6e9f284
+# %% ../nbs/07_train.ipynb #5f3a6a74
 def _json_arg(s):
     if s is None or not isinstance(s, str): return s
     try: return json.loads(s)
@@ -736,7 +753,7 @@ def train_cli(config:str=None, # JSON config file (a run's config.json works); f
     frozen_epochs 1 (with pretrained weights only), lr 0.003, loss wbce, valid_pct 0.2, seed 0, swa null."""
     try: run = _train_from_flags(locals())
     except KeyboardInterrupt: sys.exit(130)  # train has said how to resume
-    except (ValueError, FileNotFoundError, ImportError) as e: sys.exit(f"fashion_style_train: error: {e}")  # bad input: no traceback
+    except (ValueError, OSError, RuntimeError, ImportError) as e: sys.exit(f"fashion_style_train: error: {e}")  # one line, no traceback
     finally: teardown_distrib()  # under torchrun: leave the process group
     if rank_distrib() != 0: return  # the run folder is rank 0's
     res = json.loads((run/'results.json').read_text())
@@ -769,7 +786,8 @@ def flags_config(a:dict)->dict:
     given = {k: v for k, v in a.items() if k in TRAIN_DEFAULTS and v is not None and k not in _SWITCHES}
     if given.get('data') == 'synthetic':  # the config's own data files and labels do not go with the built-in set
         cfg.update({k: None for k in ('test', 'image_dir', 'vocab') if k not in given})
-    elif given.get('data') is not None and 'synth' not in given: cfg['synth'] = None  # nor its settings with a label file
+    elif given.get('data') is not None and given['data'] != cfg.get('data'):  # another label file: not the config's others
+        cfg.update({k: None for k in ('synth', 'test', 'image_dir', 'vocab') if k not in given})
     parse = lambda k, v: _json_flag(k, v) if k in _JSON_FLAGS else _json_arg(v) if k in _MAYBE_JSON else v
     cfg.update({k: parse(k, v) for k, v in given.items()})
     cfg.update({k: True for k in _SWITCHES if a.get(k)})
