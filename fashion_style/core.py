@@ -71,7 +71,7 @@ class InputError(ValueError):
         self.path, self.line, self.msg = path, line, msg
         super().__init__(f"{path}{'' if line is None else f':{line}'}: {msg}")
 
-# %% ../nbs/00_core.ipynb #c3c5228c
+# %% ../nbs/00_core.ipynb #05e37c1d
 _UMASK = os.umask(0); os.umask(_UMASK)  # read once, at import: setting it later would race with other threads' files
 
 @contextlib.contextmanager
@@ -79,9 +79,11 @@ def atomic_path(path):
     "A temporary file name beside `path`, for writers that take a name: renamed to `path` on success, removed on error"
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp'); os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the file the usual permissions
     try:
         yield tmp
+        # mkstemp makes 0600 files, and some writers (safetensors' `save_file`) make the file anew with 0600:
+        # give the finished file the usual permissions
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)

@@ -27,7 +27,7 @@ from fastai.vision.data import ImageBlock
 from fastai.vision.augment import Resize, ResizeMethod, PadMode, FlipItem
 from fastprogress.fastprogress import progress_bar
 
-# %% ../nbs/01_data.ipynb #1318895a
+# %% ../nbs/01_data.ipynb #7087a785
 _RESERVED = ('image_id', 'path', 'url')
 
 def _check_names(vocab)->list:
@@ -74,8 +74,16 @@ def _frame(ids, paths, labels, vocab, **extra)->pd.DataFrame:
 def _check_files(fname, paths, names, lines, image_dir):
     "Raise one `InputError` naming every image file in `paths` that does not exist"
     missing = [f'{n} (line {l})' for p, n, l in zip(paths, names, lines) if not os.path.isfile(p)]
-    if missing: raise InputError(fname, f"{len(missing)} of {len(names)} image files missing from {image_dir} "
-        f"(download them, or pass check_files=False): {', '.join(missing)}")
+    if not missing: return
+    if len(missing) == len(names):   # a wrong folder, most likely: no use listing every name
+        raise InputError(fname, f"none of the {len(names)} images is in {image_dir} (looked for {missing[0]}, ...): "
+                                "is the image folder right (--image_dir / image_dir=)?")
+    more = f", and {len(missing) - _N_LISTED} more" if len(missing) > _N_LISTED else ''
+    raise InputError(fname, f"{len(missing)} of {len(names)} image files missing from {image_dir} (download them, or "
+        f"check the image folder: --image_dir / image_dir=; from Python, check_files=False reads the labels without "
+        f"the images): {', '.join(missing[:_N_LISTED])}{more}")
+
+_N_LISTED = 20  # missing files named in the error
 
 # %% ../nbs/01_data.ipynb #91c22b12
 def check_image_id(image_id, # id from a label file: the image's file name without `.jpg`
@@ -425,7 +433,7 @@ def check_images(paths_or_df, # image paths, or a table with a `path` column (a 
     if ids is not None: out.insert(0, 'image_id', [ids[n] for n in rows])
     return out
 
-# %% ../nbs/01_data.ipynb #18eabb9e
+# %% ../nbs/01_data.ipynb #5ee6aed1
 class BadImagesError(InputError):
     "Images that cannot be used, all listed in the message; `problems` is their table (`path`, `reason`)"
     def __init__(self, problems:pd.DataFrame, n_total:int):
@@ -434,7 +442,7 @@ class BadImagesError(InputError):
         except ValueError: folder = '<images>'
         listed = '\n'.join(f'  {p}: {r}' for p, r in zip(problems.path, problems.reason))
         super().__init__(folder, f"{len(problems)} of {n_total} images cannot be used (fix or remove them, or pass "
-                                 f"bad_images='skip' to leave them out):\n{listed}")
+                                 f"bad_images='skip' (--bad_images skip) to leave them out):\n{listed}")
     def __reduce__(self): return (type(self), (self.problems, self.n_total))
 
 _BAD_IMAGES = ('error', 'skip')
