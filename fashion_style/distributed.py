@@ -25,7 +25,7 @@ from .fastdata import CacheDL, _prefetched
 __all__ = ['local_rank', 'is_distributed', 'init_distrib', 'teardown_distrib', 'distrib_device', 'broadcast_object',
            'gather_objects', 'on_rank0', 'rank0_first', 'broadcast_model', 'sync_buffers', 'shard_positions',
            'DistributedDL', 'DistributedCacheDL', 'distributed_dl', 'sync_batchnorm', 'unused_params', 'DDPTrainer',
-           'run_parallel', 'train_member', 'member_config', 'train_members', 'train_members_cli']
+           'run_parallel', 'train_member', 'check_member', 'member_config', 'train_members', 'train_members_cli']
 
 # %% ../nbs/07a_distributed.ipynb #49aa7c56
 def local_rank()->int:
@@ -350,16 +350,17 @@ def run_parallel(jobs:dict, # name -> command (list of arguments)
         raise RuntimeError('; '.join(f"{n} exited with {rc} (log {logs[n]}):\n{_tail(logs[n])}" for n, rc in failed.items()))
     return logs
 
-# %% ../nbs/07a_distributed.ipynb #75d9fcb2
+# %% ../nbs/07a_distributed.ipynb #d0d4fd62
 def train_member(cfg_file)->Path:
     "Train, finish or keep the run a config file (with `name` and `out`) describes; what each `train_members` process runs"
     from fashion_style.train import train, train_config
     from fashion_style.ensemble import read_run_config
     from fashion_style.core import models_path
-    cfg = train_config(json.loads(Path(cfg_file).read_text()))
+    from fashion_style.train import absolute_paths
+    cfg = absolute_paths(train_config(json.loads(Path(cfg_file).read_text())))  # as `train` records it in config.json
     run = Path(cfg['out'] or models_path())/cfg['name']
     if (run/'config.json').exists():
-        if read_run_config(run)['config'] != cfg: raise FileExistsError(f"{run} holds another run: remove it or rename the member")
+        if absolute_paths(read_run_config(run)['config']) != cfg: raise FileExistsError(f"{run} holds another run: remove it or rename the member")
         if (run/'results.json').exists(): print(f"run folder: {run} (finished before)"); return run
         if (run/'checkpoint.pt').exists(): run = train(resume=run, progress=False)
         else:
@@ -369,10 +370,21 @@ def train_member(cfg_file)->Path:
     print(f"run folder: {run}")
     return run
 
+def check_member(name, changes):
+    "Raise a `ValueError` naming the member unless `name` is a plain folder name and `changes` a dict of config changes"
+    if not isinstance(name, str) or name in ('', '.', '..', 'members') or any(c in name for c in '/\\\0'):
+        raise ValueError(f"member name {name!r} is not a plain folder name (no path separators, not '.', '..' or 'members'): "
+                         "it names the member's run folder inside the output folder")
+    if not isinstance(changes, dict):
+        raise ValueError(f"member {name!r}: its config changes must be a JSON object such as {{\"seed\": 1}}, got {changes!r}")
+
 def member_config(base:dict|None, changes:dict, name:str, out, on_own_gpu:bool)->dict:
-    "One member's full config; a process that sees only its own GPU names it `cuda` (a numbered GPU would not exist there)"
-    from fashion_style.train import train_config
-    cfg = train_config({**(base or {}), **changes, 'name': name, 'out': str(out)})
+    """One member's full config, with absolute paths as `train` records them; a process that sees only its own GPU names
+    it `cuda` (a numbered GPU would not exist there)"""
+    from fashion_style.train import train_config, absolute_paths
+    check_member(name, changes)
+    try: cfg = absolute_paths(train_config({**(base or {}), **changes, 'name': name, 'out': str(out)}))
+    except ValueError as e: raise ValueError(f"member {name!r}: {e}") from None
     if on_own_gpu and cfg['device'] is not None and str(cfg['device']).startswith('cuda'): cfg['device'] = 'cuda'
     return cfg
 
@@ -385,11 +397,16 @@ def train_members(members:dict, # member name -> its config changes (e.g. `{'arc
                  )->dict: # name -> run folder
     "Train an ensemble's members side by side, each `train` in its own process on its own GPU; return the run folders"
     from fashion_style.core import models_path
+    from fashion_style.train import TRAIN_DEFAULTS
+    if not isinstance(members, dict): raise ValueError(f"members must be a dict {{member name: {{config changes}}}}, got {type(members).__name__}")
+    unknown = sorted(set(base or {}) - set(TRAIN_DEFAULTS))
+    if unknown: raise ValueError(f"shared config: unknown config keys: {unknown}; known: {sorted(TRAIN_DEFAULTS)}")
     out = Path(out or (base or {}).get('out') or models_path())
+    on_gpus = bool(_gpu_ids(gpus))
+    cfgs = {name: member_config(base, changes, name, out, on_own_gpu=on_gpus) for name, changes in members.items()}  # all checked first
     cfg_dir = out/'members'; cfg_dir.mkdir(parents=True, exist_ok=True)
-    jobs, runs, on_gpus = {}, {}, bool(_gpu_ids(gpus))
-    for name, changes in members.items():
-        cfg = member_config(base, changes, name, out, on_own_gpu=on_gpus)
+    jobs, runs = {}, {}
+    for name, cfg in cfgs.items():
         fname = cfg_dir/f'{name}.json'
         fname.write_text(json.dumps(cfg, indent=1))
         jobs[name] = [sys.executable, '-c', f'from fashion_style.distributed import train_member; train_member({str(fname)!r})']
@@ -397,7 +414,22 @@ def train_members(members:dict, # member name -> its config changes (e.g. `{'arc
     run_parallel(jobs, gpus, parallel, log_dir=cfg_dir, env=env)
     return runs
 
-# %% ../nbs/07a_distributed.ipynb #9594dd71
+# %% ../nbs/07a_distributed.ipynb #50da5947
+def _train_keys()->list:
+    from fashion_style.train import TRAIN_DEFAULTS
+    return list(TRAIN_DEFAULTS)
+
+def _read_json_object(fname, what:str)->dict:
+    "The JSON object in `fname`; an `InputError` naming the file (and the line of a JSON error) otherwise"
+    from fashion_style.core import InputError
+    f = Path(fname)
+    if not f.is_file(): raise FileNotFoundError(f"{f}: no such file")
+    try: obj = json.loads(f.read_text(encoding='utf-8'))
+    except UnicodeDecodeError as e: raise InputError(f, f"not a UTF-8 text file ({e})") from None
+    except json.JSONDecodeError as e: raise InputError(f, f"not valid JSON: {e.msg} (column {e.colno})", e.lineno) from None
+    if not isinstance(obj, dict): raise InputError(f, f"expected a JSON object {what}, got a JSON {type(obj).__name__}")
+    return obj
+
 @call_parse
 def train_members_cli(members:str, # JSON file: {member name: {config changes}}
                       config:str=None, # JSON config shared by all members (a run's config.json works)
@@ -406,12 +438,23 @@ def train_members_cli(members:str, # JSON file: {member name: {config changes}}
                       parallel:int=None, # members trained at once (default: one per GPU)
                       ensemble:str=None): # also write the members' vote ensemble to this JSON file
     "Train an ensemble's members side by side, one process per GPU; print their run folders"
-    base = {}
-    if config:
-        base = json.loads(Path(config).read_text())
-        base = dict(base.get('config', base), name=None)
-    runs = train_members(json.loads(Path(members).read_text()), base, out, gpus, parallel)
-    for name, run in runs.items(): print(f"{name}: {run}")
-    if ensemble:
-        from fashion_style.ensemble import ensemble_from_runs
-        print(f"ensemble: {ensemble_from_runs(list(runs.values())).save(ensemble)}")
+    from fashion_style.core import InputError
+    try:
+        base = {}
+        if config:
+            base = _read_json_object(config, 'a config')
+            base = base.get('config', base)
+            if not isinstance(base, dict): raise InputError(config, "'config' must be a JSON object")
+            unknown = sorted(set(base) - {'name'} - set(_train_keys()))
+            if unknown: raise InputError(config, f"unknown config keys: {unknown}; known: {sorted(_train_keys())}")
+            base = dict(base, name=None)
+        runs = train_members(_read_json_object(members, '{member name: {config changes}}'), base, out, gpus, parallel)
+        for name, run in runs.items(): print(f"{name}: {run}")
+        if ensemble:
+            from fashion_style.ensemble import ensemble_from_runs
+            print(f"ensemble: {ensemble_from_runs(list(runs.values())).save(ensemble)}")
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command again to keep the finished members and resume the interrupted ones "
+              "from their last checkpoints", file=sys.stderr)
+        sys.exit(130)
+    except (ValueError, FileNotFoundError, RuntimeError, ImportError) as e: sys.exit(f"fashion_style_train_members: error: {e}")
