@@ -84,7 +84,7 @@ TRAIN_DEFAULTS = dict(
     out=None,             # parent of run folders (default: models_path())
 )
 
-# %% ../nbs/07_train.ipynb #18710f4f
+# %% ../nbs/07_train.ipynb #619fd8bd
 _CHOICES = dict(pipeline=('auto', 'fastai', 'fast'), precision=('auto', 'fp32', 'bf16', 'fp16'),
                 channels_last=('auto', True, False), optimizer=('auto', 'fastai', 'adamw'),
                 deterministic=('auto', True, False), cudnn_benchmark=('auto', True, False), bad_images=('error', 'skip'))
@@ -137,10 +137,10 @@ _PATH_KEYS = ('data', 'test', 'image_dir', 'weights_file', 'cache_dir', 'out')
 
 def absolute_paths(cfg:dict)->dict:
     "`cfg` with its file and folder settings made absolute, so that a run's `config.json` works from any directory"
-    res = {k: (str(Path(v).expanduser().absolute()) if k in _PATH_KEYS and v is not None and v != 'synthetic' else v)
+    res = {k: (os.path.abspath(os.path.expanduser(v)) if k in _PATH_KEYS and v is not None and v != 'synthetic' else v)
            for k, v in cfg.items()}
     if isinstance(res.get('synth'), dict) and res['synth'].get('dest') is not None:
-        res['synth'] = {**res['synth'], 'dest': str(Path(res['synth']['dest']).expanduser().absolute())}
+        res['synth'] = {**res['synth'], 'dest': os.path.abspath(os.path.expanduser(res['synth']['dest']))}
     return res
 
 def _check_loss_kwargs(loss:str, kw:dict, n_classes:int=len(STYLES)):
@@ -529,18 +529,20 @@ def apply_speed(learn, speed:dict):
         torch.backends.cudnn.deterministic = speed['deterministic']
     return learn
 
-# %% ../nbs/07_train.ipynb #9f037782
+# %% ../nbs/07_train.ipynb #7c1b115b
 def _stages(cfg, pretrained:bool)->list:
     "The recipe's fits: `(stage, epochs)`; the frozen stage only with a pretrained backbone"
     if pretrained and cfg['frozen_epochs']: return [('frozen', cfg['frozen_epochs']), ('unfrozen', cfg['epochs'])]
     if cfg['frozen_epochs']: log.warning('backbone not pretrained: skipping the frozen stage')
     return [('unfrozen', cfg['epochs'])]
 
-def _interrupted(run:Path, what:str)->str:
-    "What to do after Ctrl-C stopped `what` of `run`"
+def _interrupted(run:Path, what:str, trained:bool=False)->str:
+    "What to do after Ctrl-C stopped `what` of `run` (`trained`: after every epoch had finished)"
     if (run/'checkpoint.pt').exists():
         return (f"\n{what} was interrupted. Resume from the last checkpoint with `fashion_style_train --resume {run}` or "
                 f"`train(resume='{run}')`")
+    if trained: return (f"\n{what} was interrupted. The run keeps no resume checkpoint (checkpoint_every=0), so finishing it "
+                        f"needs a new run; the best weights are in {run/'model.safetensors'}")
     return f"\n{what} was interrupted. No epoch had finished, so there is no checkpoint: remove {run} and start again."
 
 def _check_unfinished(run:Path):
@@ -696,11 +698,11 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
             with atomic_write(run/'f2.csv', 'w') as f: pd.concat(tables).to_csv(f, index=False, float_format='%.4f')
             _write_json(results, run/'results.json')
     except KeyboardInterrupt:
-        if rank == 0: print(_interrupted(run, 'The evaluation after training'), file=sys.stderr)
+        if rank == 0: print(_interrupted(run, 'The evaluation after training', trained=True), file=sys.stderr)
         raise
     return run
 
-# %% ../nbs/07_train.ipynb #5f3a6a74
+# %% ../nbs/07_train.ipynb #3048cf2f
 def _json_arg(s):
     if s is None or not isinstance(s, str): return s
     try: return json.loads(s)
@@ -787,6 +789,9 @@ def flags_config(a:dict)->dict:
     if given.get('data') == 'synthetic':  # the config's own data files and labels do not go with the built-in set
         cfg.update({k: None for k in ('test', 'image_dir', 'vocab') if k not in given})
     elif given.get('data') is not None and given['data'] != cfg.get('data'):  # another label file: not the config's others
+        dropped = [k for k in ('test', 'image_dir', 'vocab') if k not in given and cfg.get(k) is not None]
+        if dropped: warnings.warn(f"--data {given['data']} replaces {a['config']}'s data, so its {', '.join(dropped)} "
+                                  f"({', '.join(repr(cfg[k]) for k in dropped)}) are not used: give them again to keep them")
         cfg.update({k: None for k in ('synth', 'test', 'image_dir', 'vocab') if k not in given})
     parse = lambda k, v: _json_flag(k, v) if k in _JSON_FLAGS else _json_arg(v) if k in _MAYBE_JSON else v
     cfg.update({k: parse(k, v) for k, v in given.items()})
