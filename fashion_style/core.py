@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['STYLES', 'STYLE_CODES', 'JD_N_TRAIN', 'JD_TRAIN_POSITIVES', 'style_code', 'check_vocab', 'project_root', 'data_path',
-           'models_path', 'seed_everything', 'InputError', 'atomic_path', 'atomic_write', 'markdown_table']
+__all__ = ['STYLES', 'STYLE_CODES', 'JD_N_TRAIN', 'JD_TRAIN_POSITIVES', 'CLI_ERRORS', 'style_code', 'check_vocab', 'project_root',
+           'data_path', 'models_path', 'seed_everything', 'InputError', 'atomic_path', 'atomic_write', 'markdown_table']
 
 # %% ../nbs/00_core.ipynb #c4676eb8
 STYLES = ['sports', 'casual', 'commuting', 'Japanese', 'Korean', 'western', 'British',
@@ -64,12 +64,14 @@ def seed_everything(seed:int, deterministic:bool=True):
     if deterministic:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
 
-# %% ../nbs/00_core.ipynb #96bc1bd7
+# %% ../nbs/00_core.ipynb #421bb31d
 class InputError(ValueError):
     "Bad input: the message names the file and, where there is one, the line"
     def __init__(self, path, msg:str, line:int|None=None):
         self.path, self.line, self.msg = path, line, msg
         super().__init__(f"{path}{'' if line is None else f':{line}'}: {msg}")
+
+CLI_ERRORS = (ValueError, OSError, RuntimeError, ImportError)  # what the console scripts report as one `error:` line
 
 # %% ../nbs/00_core.ipynb #05e37c1d
 _UMASK = os.umask(0); os.umask(_UMASK)  # read once, at import: setting it later would race with other threads' files

@@ -438,7 +438,7 @@ def train_members_cli(members:str, # JSON file: {member name: {config changes}}
                       parallel:int=None, # members trained at once (default: one per GPU)
                       ensemble:str=None): # also write the members' vote ensemble to this JSON file
     "Train an ensemble's members side by side, one process per GPU; print their run folders"
-    from fashion_style.core import InputError
+    from fashion_style.core import InputError, CLI_ERRORS
     try:
         base = {}
         if config:
@@ -457,4 +457,4 @@ def train_members_cli(members:str, # JSON file: {member name: {config changes}}
         print("\ninterrupted: run the same command again to keep the finished members and resume the interrupted ones "
               "from their last checkpoints", file=sys.stderr)
         sys.exit(130)
-    except (ValueError, FileNotFoundError, RuntimeError, ImportError) as e: sys.exit(f"fashion_style_train_members: error: {e}")
+    except CLI_ERRORS as e: sys.exit(f"fashion_style_train_members: error: {e}")

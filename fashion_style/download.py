@@ -12,7 +12,7 @@ from PIL import Image
 from fastcore.script import call_parse
 from fastprogress.fastprogress import progress_bar, ConsoleProgressBar
 import fashion_style
-from .core import atomic_write, InputError
+from .core import atomic_write, InputError, CLI_ERRORS
 from . import data
 from .data import check_image_id, read_jd_labels, read_jd_test_list, _csv_rows
 
@@ -209,5 +209,5 @@ def download_cli(label_file:str, # JD label file or test list (`imageID,url[,lab
         res = download_images(label_file, dest, workers=workers, timeout=timeout, retries=retries, quiet=quiet)
         if report:
             with atomic_write(report, 'w') as f: res.to_csv(f, index=False)
-    except (ValueError, OSError) as e: sys.exit(f"fashion_style_download: error: {e}")  # bad input: one line, no traceback
+    except CLI_ERRORS as e: sys.exit(f"fashion_style_download: error: {e}")  # bad input: one line, no traceback
     return int((res.status == 'failed').any())

@@ -16,7 +16,7 @@ from PIL import Image
 from torchvision.io import decode_jpeg, ImageReadMode
 from torchvision.transforms.v2 import functional as TF
 from fastprogress.fastprogress import progress_bar
-from .core import STYLES, check_vocab, InputError, atomic_write
+from .core import STYLES, check_vocab, InputError, atomic_write, CLI_ERRORS
 from .data import check_image_id, read_jd_labels, read_jd_test_list, StyleImage, ImageError, MAX_IMAGE_PIXELS, _not_utf8, _csv_rows
 from .callback.swa import load_safetensors
 from .ensemble import *
@@ -695,4 +695,4 @@ def predict_cli(images:str, # an image, a folder of images, a JD label file or t
         if submission:
             write_jd_submission(df, submission, test_list=test_list)
             print(f"JD submission -> {submission}")
-    except (ValueError, FileNotFoundError, RuntimeError, ImportError) as e: sys.exit(f"fashion_style_predict: error: {e}")
+    except CLI_ERRORS as e: sys.exit(f"fashion_style_predict: error: {e}")

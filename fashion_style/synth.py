@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageChops
 from fastcore.script import call_parse
-from .core import STYLES, STYLE_CODES, JD_TRAIN_POSITIVES, JD_N_TRAIN, data_path, atomic_write, style_code
+from .core import STYLES, STYLE_CODES, JD_TRAIN_POSITIVES, JD_N_TRAIN, data_path, atomic_write, style_code, CLI_ERRORS
 from .data import read_jd_labels, write_jd_labels, label_matrix, split_train_valid
 from .metrics import best_thresholds, f2_at
 
@@ -524,7 +524,7 @@ def synth_cli(dest:str=None, # output folder (default: data/synthetic)
     except KeyboardInterrupt:   # the set is marked unfinished: the next call redraws it
         print("fashion_style_synth: interrupted; running the same command again redraws the interrupted set", file=sys.stderr)
         sys.exit(130)
-    except (ValueError, OSError) as e: sys.exit(f"fashion_style_synth: error: {e}")  # bad input: one line, no traceback
+    except CLI_ERRORS as e: sys.exit(f"fashion_style_synth: error: {e}")  # bad input: one line, no traceback
 
 def _synth(dest, n_dev, n_test, size, seed, split_seed, overwrite, n_workers):
     "`synth_cli`'s work"

@@ -755,7 +755,7 @@ def train_cli(config:str=None, # JSON config file (a run's config.json works); f
     frozen_epochs 1 (with pretrained weights only), lr 0.003, loss wbce, valid_pct 0.2, seed 0, swa null."""
     try: run = _train_from_flags(locals())
     except KeyboardInterrupt: sys.exit(130)  # train has said how to resume
-    except (ValueError, OSError, RuntimeError, ImportError) as e: sys.exit(f"fashion_style_train: error: {e}")  # one line, no traceback
+    except CLI_ERRORS as e: sys.exit(f"fashion_style_train: error: {e}")  # one line, no traceback
     finally: teardown_distrib()  # under torchrun: leave the process group
     if rank_distrib() != 0: return  # the run folder is rank 0's
     res = json.loads((run/'results.json').read_text())
