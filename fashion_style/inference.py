@@ -93,7 +93,7 @@ def load_run(run_dir, # run folder written by `fashion_style.train.train`
                            f"{str(e)[:300]}") from e
     return Run(run, checkpoint, model.to(default_device(device)).eval(), info, thresholds)
 
-# %% ../nbs/09_inference.ipynb #de682a70
+# %% ../nbs/09_inference.ipynb #b3483c32
 def _first_row(fname)->list:
     "The first non-blank CSV row of `fname`"
     try:
@@ -114,21 +114,12 @@ def is_jd_test_list(fname)->bool:
 def _jd_image_list(fname, # a JD label file or test list: `imageID,url` and any number of labels per line, no header
                    image_dir=None, # folder holding `<imageID>.jpg` (default: `images/` beside `fname`)
                   )->pd.DataFrame:
-    "`image_id` and `path` of a JD file's images, whatever its number of labels; every line must have the first line's columns, labels 0 or 1"
-    image_dir = Path(fname).parent/'images' if image_dir is None else Path(image_dir)
-    ids, seen, ncol = [], {}, None
-    for line, row in _csv_rows(fname):
-        if ncol is None:
-            ncol = len(row)
-            if ncol < 2: raise InputError(fname, f'expected imageID, url (and labels) per line, found {ncol} column', line)
-        if len(row) != ncol: raise InputError(fname, f'expected {ncol} columns on every line, as on the first, found {len(row)}', line)
-        bad = [v for v in row[2:] if v not in ('0', '1')]
-        if bad: raise InputError(fname, f"label values must be 0 or 1, found {bad[0]!r}" + ('' if ids else ' (a JD label file has no header line)'), line)
-        iid = check_image_id(row[0], fname, line)
-        if iid in seen: raise InputError(fname, f'duplicate image id {iid!r} (first on line {seen[iid]})', line)
-        seen[iid] = line; ids.append(iid)
-    if not ids: raise InputError(fname, 'empty file: no rows')
-    return pd.DataFrame({'image_id': ids, 'path': [str(image_dir/f'{i}.jpg') for i in ids]})
+    "`image_id` and `path` of a JD file's images, whatever its number of labels (as many columns on every line as on the first)"
+    rows = _csv_rows(fname); first = next(rows, (None, [])); rows.close()
+    ncol = len(first[1])
+    if ncol <= 2: df = read_jd_test_list(fname, image_dir, check_files=False)
+    else: df = read_jd_labels(fname, image_dir, vocab=[f'l{i}' for i in range(ncol - 2)], check_files=False)
+    return df[['image_id', 'path']]
 
 def _listed_id(p:str)->str:
     "The id of an `image` path (separators already '/'), as `data.read_label_csv` makes it: the relative path without its suffix"
