@@ -350,7 +350,7 @@ def run_parallel(jobs:dict, # name -> command (list of arguments)
         raise RuntimeError('; '.join(f"{n} exited with {rc} (log {logs[n]}):\n{_tail(logs[n])}" for n, rc in failed.items()))
     return logs
 
-# %% ../nbs/07a_distributed.ipynb #d0d4fd62
+# %% ../nbs/07a_distributed.ipynb #08e45e63
 def train_member(cfg_file)->Path:
     "Train, finish or keep the run a config file (with `name` and `out`) describes; what each `train_members` process runs"
     from fashion_style.train import train, train_config
@@ -378,6 +378,12 @@ def check_member(name, changes):
     if not isinstance(changes, dict):
         raise ValueError(f"member {name!r}: its config changes must be a JSON object such as {{\"seed\": 1}}, got {changes!r}")
 
+def _check_shared(base:dict|None, where='shared config'):
+    "Raise a `ValueError` naming `where` (the shared config, or its file) unless `base`'s keys are all config keys"
+    from fashion_style.train import TRAIN_DEFAULTS
+    unknown = sorted(set(base or {}) - set(TRAIN_DEFAULTS))
+    if unknown: raise ValueError(f"{where}: unknown config keys: {unknown}; known: {sorted(TRAIN_DEFAULTS)}")
+
 def member_config(base:dict|None, changes:dict, name:str, out, on_own_gpu:bool)->dict:
     """One member's full config, with absolute paths as `train` records them; a process that sees only its own GPU names
     it `cuda` (a numbered GPU would not exist there)"""
@@ -397,10 +403,8 @@ def train_members(members:dict, # member name -> its config changes (e.g. `{'arc
                  )->dict: # name -> run folder
     "Train an ensemble's members side by side, each `train` in its own process on its own GPU; return the run folders"
     from fashion_style.core import models_path
-    from fashion_style.train import TRAIN_DEFAULTS
     if not isinstance(members, dict): raise ValueError(f"members must be a dict {{member name: {{config changes}}}}, got {type(members).__name__}")
-    unknown = sorted(set(base or {}) - set(TRAIN_DEFAULTS))
-    if unknown: raise ValueError(f"shared config: unknown config keys: {unknown}; known: {sorted(TRAIN_DEFAULTS)}")
+    _check_shared(base)
     out = Path(out or (base or {}).get('out') or models_path())
     on_gpus = bool(_gpu_ids(gpus))
     cfgs = {name: member_config(base, changes, name, out, on_own_gpu=on_gpus) for name, changes in members.items()}  # all checked first
@@ -414,20 +418,17 @@ def train_members(members:dict, # member name -> its config changes (e.g. `{'arc
     run_parallel(jobs, gpus, parallel, log_dir=cfg_dir, env=env)
     return runs
 
-# %% ../nbs/07a_distributed.ipynb #50da5947
-def _train_keys()->list:
-    from fashion_style.train import TRAIN_DEFAULTS
-    return list(TRAIN_DEFAULTS)
-
-def _read_json_object(fname, what:str)->dict:
-    "The JSON object in `fname`; an `InputError` naming the file (and the line of a JSON error) otherwise"
+# %% ../nbs/07a_distributed.ipynb #c0be85b6
+def _read_members(fname)->dict:
+    """The JSON object in a members file; an `InputError` naming the file (and the line of a JSON error) otherwise (not
+    `fashion_style.train._read_config`: a member may be named 'config')"""
     from fashion_style.core import InputError
     f = Path(fname)
     if not f.is_file(): raise FileNotFoundError(f"{f}: no such file")
     try: obj = json.loads(f.read_text(encoding='utf-8'))
     except UnicodeDecodeError as e: raise InputError(f, f"not a UTF-8 text file ({e})") from None
     except json.JSONDecodeError as e: raise InputError(f, f"not valid JSON: {e.msg} (column {e.colno})", e.lineno) from None
-    if not isinstance(obj, dict): raise InputError(f, f"expected a JSON object {what}, got a JSON {type(obj).__name__}")
+    if not isinstance(obj, dict): raise InputError(f, f"expected a JSON object {{member name: {{config changes}}}}, got a JSON {type(obj).__name__}")
     return obj
 
 @call_parse
@@ -438,17 +439,15 @@ def train_members_cli(members:str, # JSON file: {member name: {config changes}}
                       parallel:int=None, # members trained at once (default: one per GPU)
                       ensemble:str=None): # also write the members' vote ensemble to this JSON file
     "Train an ensemble's members side by side, one process per GPU; print their run folders"
-    from fashion_style.core import InputError, CLI_ERRORS
+    from fashion_style.core import CLI_ERRORS
+    from fashion_style.train import _read_config
     try:
         base = {}
         if config:
-            base = _read_json_object(config, 'a config')
-            base = base.get('config', base)
-            if not isinstance(base, dict): raise InputError(config, "'config' must be a JSON object")
-            unknown = sorted(set(base) - {'name'} - set(_train_keys()))
-            if unknown: raise InputError(config, f"unknown config keys: {unknown}; known: {sorted(_train_keys())}")
+            base = _read_config(config)
+            _check_shared(base, where=config)  # before train_members, so that the error names the file
             base = dict(base, name=None)
-        runs = train_members(_read_json_object(members, '{member name: {config changes}}'), base, out, gpus, parallel)
+        runs = train_members(_read_members(members), base, out, gpus, parallel)
         for name, run in runs.items(): print(f"{name}: {run}")
         if ensemble:
             from fashion_style.ensemble import ensemble_from_runs
