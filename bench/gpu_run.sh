@@ -4,7 +4,7 @@
 # Writes into $OUT (default bench/results/latest): nvidia-smi.txt, gpu_train_bench.json and .log, checkpoint_gpu.json
 # and .log; and, when build/anchor_bench.py is there (a plain-PyTorch baseline script), anchor.log from the same machine.
 # Time limits: BENCH_S (default 380 s; 0 skips the benchmarks) and ANCHOR_S (default 110 s; 0 skips it). BENCH_ARGS: more flags, e.g.
-# BENCH_ARGS="--cudnn-benchmark 1 --sync-count --archs resnet18". CUDA_TESTS=1 first runs the notebooks' GPU tests
+# BENCH_ARGS="--cudnn-benchmark 1 --sync-count --profile 5 --archs resnet18". CUDA_TESTS=1 first runs the notebooks' GPU tests
 # (bench/gpu_tests.sh, its wheels from bench/device_test_wheels.sh; about 2 minutes, limit CUDA_TESTS_S, default 180 s):
 # then give the benchmark less time (BENCH_S=300) to keep the whole command within 10 minutes.
 set -o pipefail

@@ -21,7 +21,11 @@ DenseNet121 recipe (31 epochs over 54,908 images, every epoch validated) at the 
 
 The JPEGs are synthetic (garments drawn by `fashion_style.synth`, enlarged with pixel noise, quality 90), made once.
 `--sync-count` adds one more project run per architecture in which CUDA itself counts the synchronising calls
-(`torch.cuda.set_sync_debug_mode('warn')`) of each training and validation phase; `--progress` runs the project with
+(`torch.cuda.set_sync_debug_mode('warn')`) of each training and validation phase. `--profile N` records N training
+batches of each loop with the torch profiler (plain: after its timed epochs; project: a 2-epoch run, batches of
+its second epoch) and prints, per batch, the wall time, the GPU's kernel time and kernel count, and the kernels
+whose time differs most between the two: a project batch with the plain loop's kernel time but more wall time
+waits for the host; one with more kernel time does more GPU work, and the table names it. `--progress` runs the project with
 its progress bars on, as a user would. `bench/gpu_run.sh` runs this script (and an optional baseline) in one command.
 Prints a table and writes `$OUT/gpu_train_bench.json` (or `--out`). `--smoke` runs everything tiny on the CPU
 (fp32) to check the code: its figures mean nothing.
@@ -75,14 +79,49 @@ class SyncCount(Callback):
         n = sum('synchroniz' in str(w.message) for w in self._w)
         self.rows.append(dict(epoch=self.epoch, phase=phase, syncs=n, batches=len(self.dl)))
 
-def project_epochs(df_file, image_dir, arch, a, dev, cache_dir, out, cudnn_benchmark, sync_count=False, **extra)->dict:
+def profile_summary(prof, n:int, wall_s:float, top:int=12)->dict:
+    "Per batch: wall ms, the device's kernel ms and count (the CPU's op ms and count on a CPU), and the `top` kernels by time"
+    rows = [e for e in prof.key_averages() if e.device_type.name != 'CPU'] if torch.cuda.is_available() else []
+    dev_time = lambda e: getattr(e, 'self_device_time_total', 0)
+    if not rows: rows, dev_time = [e for e in prof.key_averages() if e.self_cpu_time_total > 0], lambda e: e.self_cpu_time_total
+    by = sorted(rows, key=dev_time, reverse=True)
+    return dict(batches=n, wall_ms=1000 * wall_s / n, kernel_ms=sum(map(dev_time, rows)) / 1000 / n,
+                kernels=sum(e.count for e in rows) / n, on='cuda kernels' if torch.cuda.is_available() else 'cpu ops',
+                top={e.key[:120]: dict(ms=dev_time(e) / 1000 / n, calls=e.count / n) for e in by[:top]},
+                all_ms={e.key[:120]: dev_time(e) / 1000 / n for e in rows})
+
+def profiled(dev, n:int):
+    "A torch profiler of the CPU and, on a GPU, its kernels, that records `n` steps after one warm-up step (call `step()` after each)"
+    from torch.profiler import profile, schedule, ProfilerActivity
+    return profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == 'cuda' else []),
+                   schedule=schedule(wait=0, warmup=1, active=n), acc_events=True)  # events kept past the cycle's end
+
+class ProfileBatches(Callback):
+    "Profile `n` training batches of the second epoch, after its first (the profiler's warm-up): `summary` as `profile_summary` gives"
+    order = 202
+    def __init__(self, dev, n:int, first:int=1): self.dev, self.n, self.first, self.summary, self.prof = dev, n, first, None, None
+    def before_batch(self):
+        if self.training and self.epoch == 1 and self.iter == self.first - 1 and self.first + self.n <= len(self.dl):
+            self.prof = profiled(self.dev, self.n); self.prof.__enter__()
+    def after_batch(self):
+        if self.prof is None or not self.training: return
+        if self.iter == self.first + self.n - 1: sync(self.dev); wall = time.perf_counter() - self.t
+        self.prof.step()
+        if self.iter == self.first - 1: sync(self.dev); self.t = time.perf_counter()
+        elif self.iter == self.first + self.n - 1:
+            self.prof.__exit__(None, None, None)
+            self.summary = profile_summary(self.prof, self.n, wall); self.prof = None
+
+def project_epochs(df_file, image_dir, arch, a, dev, cache_dir, out, cudnn_benchmark, sync_count=False, profile=0, **extra)->dict:
     "The project's `train` on the JPEGs: per-epoch seconds from history.csv, and the whole call's wall time"
-    timer, syncs = PhaseTimer(dev), SyncCount(dev)
+    timer, syncs, prof = PhaseTimer(dev), SyncCount(dev), ProfileBatches(dev, profile)
+    epochs = 2 if profile else a.epochs
     t = time.perf_counter()
-    run = train(data=str(df_file), image_dir=str(image_dir), arch=arch, size=a.size, bs=a.bs, epochs=a.epochs, lr=1e-3,
+    run = train(data=str(df_file), image_dir=str(image_dir), arch=arch, size=a.size, bs=a.bs, epochs=epochs, lr=1e-3,
                 loss='wbce', frozen_epochs=0, num_workers=a.workers, cache_dir=str(cache_dir), device=str(dev),
-                swa=dict(start_epoch=a.epochs - 1, cycle_len=1), out=str(out), progress=a.progress, cudnn_benchmark=cudnn_benchmark,
-                cbs=[timer] + ([syncs] if sync_count else []), **{'name': f'{arch}-{cudnn_benchmark}', **extra})
+                swa=dict(start_epoch=epochs - 1, cycle_len=1), out=str(out), progress=a.progress, cudnn_benchmark=cudnn_benchmark,
+                cbs=[timer] + ([syncs] if sync_count else []) + ([prof] if profile else []),
+                **{'name': f'{arch}-{cudnn_benchmark}', **extra})
     wall = time.perf_counter() - t
     info = json.loads((run/'config.json').read_text())
     hist = pd.read_csv(run/'history.csv')
@@ -93,9 +132,9 @@ def project_epochs(df_file, image_dir, arch, a, dev, cache_dir, out, cudnn_bench
     return dict(epoch_s=float(np.median(secs[1:])), epoch_s_all=[round(float(s), 3) for s in secs], images_per_epoch=n, phases=phases,
                 img_s=n / float(np.median(secs[1:])), history_epoch_s=[float(s) for s in hist.seconds],
                 wall_s=wall, speed=info['speed'], f2_opt=[float(v) for v in hist.f2_opt],
-                results=json.loads((run/'results.json').read_text()), run=str(run), cuda_syncs=syncs.rows or None)
+                results=json.loads((run/'results.json').read_text()), run=str(run), cuda_syncs=syncs.rows or None, profile=prof.summary)
 
-def plain_epochs(images, Y, train_idx, valid_idx, arch, a, dev, stats, cudnn_benchmark)->dict:
+def plain_epochs(images, Y, train_idx, valid_idx, arch, a, dev, stats, cudnn_benchmark, profile:int=0)->dict:
     "A plain PyTorch loop over the GPU cache: train (gather, flip, normalize) + validate + F2 search, per epoch"
     import timm
     torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = cudnn_benchmark, False
@@ -146,10 +185,38 @@ def plain_epochs(images, Y, train_idx, valid_idx, arch, a, dev, stats, cudnn_ben
             sync(dev); t = time.perf_counter()
             for i in range(0, len(va), 2 * a.bs): torch.sigmoid(m(batch(va[i:i + 2 * a.bs], flip=False)[0]).float())
             sync(dev); infer = len(va) / (time.perf_counter() - t)
+    prof = None
+    if profile:  # `profile` training steps of the loop above, after one to warm the profiler up
+        order = tr[torch.randperm(len(tr), generator=g).to(dev)]
+        steps = [order[i:i + a.bs] for i in range(0, len(order) - a.bs + 1, a.bs)][:1 + profile]
+        profile = min(profile, len(steps) - 1)
+        def step(rows):
+            x, y = batch(rows)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16): loss = lossf(m(x).float(), y)
+            opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        m.train()
+        with profiled(dev, profile) as p:
+            for k, rows in enumerate(steps):
+                step(rows)
+                if k == len(steps) - 1: sync(dev); wall = time.perf_counter() - t
+                p.step()
+                if k == len(steps) - profile - 1: sync(dev); t = time.perf_counter()
+        prof = profile_summary(p, profile, wall)
     del m, opt
     phases = dict(train_s=round(float(np.median(tsecs[1:])), 3), valid_s=round(float(np.median(np.subtract(secs, tsecs)[1:])), 3))
     return dict(epoch_s=float(np.median(secs[1:])), epoch_s_all=secs, images_per_epoch=n, img_s=n / float(np.median(secs[1:])), phases=phases,
-                ceiling_train_img_s=ceiling, infer_cache_img_s=infer)
+                ceiling_train_img_s=ceiling, infer_cache_img_s=infer, profile=prof)
+
+def print_profiles(arch:str, plain:dict|None, proj:dict|None, top:int=10):
+    "Per-batch wall and kernel time of the two loops, and the kernels whose time differs most"
+    for name, pr in (('plain', plain), ('project', proj)):
+        if pr: print(f"{arch:12s} profile {name:8s} {pr['batches']} training batches: wall {pr['wall_ms']:.2f} ms/batch, "
+                     f"{pr['on']} {pr['kernel_ms']:.2f} ms/batch ({pr['kernels']:.0f} a batch)", flush=True)
+    if not (plain and proj): return
+    names = set(plain['all_ms']) | set(proj['all_ms'])
+    diff = sorted(names, key=lambda k: -abs(proj['all_ms'].get(k, 0) - plain['all_ms'].get(k, 0)))[:top]
+    print(f"{arch:12s} profile: {pr['on']} whose ms/batch differ most (project - plain):", flush=True)
+    for k in diff: print(f"    {proj['all_ms'].get(k, 0) - plain['all_ms'].get(k, 0):+8.3f}  {k[:100]}", flush=True)
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -168,6 +235,8 @@ def main():
     ap.add_argument('--progress', action='store_true', help="the project's runs with their progress bars on")
     ap.add_argument('--sync-count', action='store_true', help="count CUDA's synchronising calls in the project's epochs (after "
                     "the timed runs: a separate run, since the count slows each call down)")
+    ap.add_argument('--profile', type=int, default=0, metavar='N', help="profile N training batches of the plain loop and of the "
+                    "project (a separate 2-epoch run) and compare their kernels")
     ap.add_argument('--smoke', action='store_true', help='tiny, on the CPU: checks the code only')
     a = ap.parse_args()
     a.cudnn_benchmark = [bool(b) for b in a.cudnn_benchmark]
@@ -207,11 +276,14 @@ def main():
             kinds = [(f'{k}_bench{int(b)}', k, b) for b in a.cudnn_benchmark for k in ('plain', 'project')]
             if a.checkpoint_cost: kinds.append((f'project_bench{int(a.cudnn_benchmark[-1])}_nockpt', 'nockpt', a.cudnn_benchmark[-1]))
             if a.sync_count: kinds.append((f'project_bench{int(a.cudnn_benchmark[-1])}_syncs', 'syncs', a.cudnn_benchmark[-1]))
+            if a.profile: kinds.append((f'project_bench{int(a.cudnn_benchmark[-1])}_profile', 'profile', a.cudnn_benchmark[-1]))
             for kind, k, b in kinds:
-                fn = ((lambda: plain_epochs(images, Y, train_idx, valid_idx, arch, a, dev, stats, b)) if k == 'plain' else
+                fn = ((lambda: plain_epochs(images, Y, train_idx, valid_idx, arch, a, dev, stats, b,
+                                            profile=a.profile if b == a.cudnn_benchmark[-1] else 0)) if k == 'plain' else
                       (lambda: project_epochs(dest/'train.txt', dest/'images', arch, a, dev, cache_dir, work/'runs', b,
                                               **(dict(checkpoint_every=0, name=f'{arch}-nockpt') if k == 'nockpt' else
-                                                 dict(sync_count=True, name=f'{arch}-syncs') if k == 'syncs' else {}))))
+                                                 dict(sync_count=True, name=f'{arch}-syncs') if k == 'syncs' else
+                                                 dict(profile=a.profile, name=f'{arch}-profile') if k == 'profile' else {}))))
                 try:
                     if dev.type == 'cuda': torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats(dev)
                     r[kind] = fn()
@@ -220,6 +292,7 @@ def main():
                         cs = pd.DataFrame(r[kind]['cuda_syncs']).groupby('phase')[['syncs', 'batches']].sum()
                         print(f"{arch:12s} {kind:22s} CUDA synchronising calls per batch (epochs 2+): "
                               f"{(cs.syncs / cs.batches).round(3).to_dict()}", flush=True)
+                    if k == 'profile': print_profiles(arch, r.get(f'plain_bench{int(b)}', {}).get('profile'), r[kind]['profile']); continue
                     print(f"{arch:12s} {kind:22s} epoch {r[kind]['epoch_s']:7.2f} s = {r[kind]['img_s']:8.0f} images/s "
                           f"(whole epoch: train + valid + end-of-epoch work, {r[kind]['images_per_epoch']} images; epochs {[round(s, 2) for s in r[kind]['epoch_s_all']]}; "
                           f"median phases {r[kind]['phases']})", flush=True)
@@ -234,7 +307,7 @@ def main():
                     print(f"{arch:12s} cudnn.benchmark={b}: project / plain = {pr['img_s'] / pl['img_s']:.3f}; plain training "
                           f"ceiling (static batch) {pl['ceiling_train_img_s']:.0f} images/s; plain bf16 inference from the "
                           f"cache {pl['infer_cache_img_s']:.0f} images/s", flush=True)
-            done = [v for k, v in r.items() if k.startswith('project') and not k.endswith(('nockpt', 'syncs')) and 'img_s' in v]
+            done = [v for k, v in r.items() if k.startswith('project') and not k.endswith(('nockpt', 'syncs', 'profile')) and 'img_s' in v]
             if done:
                 best = max(done, key=lambda v: v['img_s'])
                 r['project'] = best
