@@ -32,10 +32,10 @@ from fastai.torch_core import rank_distrib, to_device
 import safetensors
 
 # %% auto #0
-__all__ = ['TRAIN_DEFAULTS', 'CHECKPOINT_FORMAT', 'log', 'train_config', 'absolute_paths', 'swa_args', 'load_data',
-           'HostSnapshot', 'BackgroundWriter', 'BestF2Callback', 'RunHistory', 'PlainTensors', 'rng_states',
-           'set_rng_states', 'CheckpointCallback', 'load_checkpoint', 'f2_table', 'evaluate_weights', 'speed_settings',
-           'StyleOptimWrapper', 'style_opt_func', 'apply_speed', 'train', 'train_cli', 'flags_config']
+__all__ = ['TRAIN_DEFAULTS', 'CHECKPOINT_FORMAT', 'log', 'train_config', 'absolute_paths', 'recorded_config', 'swa_args',
+           'load_data', 'HostSnapshot', 'BackgroundWriter', 'BestF2Callback', 'RunHistory', 'PlainTensors',
+           'rng_states', 'set_rng_states', 'CheckpointCallback', 'load_checkpoint', 'f2_table', 'evaluate_weights',
+           'speed_settings', 'StyleOptimWrapper', 'style_opt_func', 'apply_speed', 'train', 'train_cli', 'flags_config']
 
 # %% ../nbs/07_train.ipynb #b36a2fb2
 TRAIN_DEFAULTS = dict(
@@ -84,7 +84,7 @@ TRAIN_DEFAULTS = dict(
     out=None,             # parent of run folders (default: models_path())
 )
 
-# %% ../nbs/07_train.ipynb #619fd8bd
+# %% ../nbs/07_train.ipynb #ac34a804
 _CHOICES = dict(pipeline=('auto', 'fastai', 'fast'), precision=('auto', 'fp32', 'bf16', 'fp16'),
                 channels_last=('auto', True, False), optimizer=('auto', 'fastai', 'adamw'),
                 deterministic=('auto', True, False), cudnn_benchmark=('auto', True, False), bad_images=('error', 'skip'))
@@ -142,6 +142,11 @@ def absolute_paths(cfg:dict)->dict:
     if isinstance(res.get('synth'), dict) and res['synth'].get('dest') is not None:
         res['synth'] = {**res['synth'], 'dest': os.path.abspath(os.path.expanduser(res['synth']['dest']))}
     return res
+
+def recorded_config(cfg:dict)->dict:
+    "`cfg` as a run's `config.json` keeps it: without `synth`'s `overwrite`, which remakes the set once, not at every resume or rerun"
+    if not isinstance(cfg.get('synth'), dict) or 'overwrite' not in cfg['synth']: return cfg
+    return {**cfg, 'synth': {k: v for k, v in cfg['synth'].items() if k != 'overwrite'} or None}
 
 def _check_loss_kwargs(loss:str, kw:dict, n_classes:int=len(STYLES)):
     "`loss_kwargs` that `loss`'s class does not take, or with values it refuses, fail here, before training"
@@ -529,7 +534,7 @@ def apply_speed(learn, speed:dict):
         torch.backends.cudnn.deterministic = speed['deterministic']
     return learn
 
-# %% ../nbs/07_train.ipynb #7c1b115b
+# %% ../nbs/07_train.ipynb #eb7a3b27
 def _stages(cfg, pretrained:bool)->list:
     "The recipe's fits: `(stage, epochs)`; the frozen stage only with a pretrained backbone"
     if pretrained and cfg['frozen_epochs']: return [('frozen', cfg['frozen_epochs']), ('unfrozen', cfg['epochs'])]
@@ -626,7 +631,7 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
         world = dict(distributed=dict(world_size=dist.get_world_size(), global_bs=cfg['bs']*dist.get_world_size(),
                                       backend=str(dist.get_backend()))) if distributed else {}
         if rank == 0:
-            _write_json(dict(format=1, config=cfg, vocab=vocab, stats=[list(map(float, v)) for v in stats], resize_method='squish',
+            _write_json(dict(format=1, config=recorded_config(cfg), vocab=vocab, stats=[list(map(float, v)) for v in stats], resize_method='squish',
                              arch=resolve_arch(cfg["arch"]), n_train=len(train_idx), n_valid=len(valid_idx), speed=speed, swa_scalar_lr='head',
                              **world, versions=_versions()),
                         run/'config.json')
