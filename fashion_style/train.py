@@ -534,7 +534,7 @@ def apply_speed(learn, speed:dict):
         torch.backends.cudnn.deterministic = speed['deterministic']
     return learn
 
-# %% ../nbs/07_train.ipynb #eb7a3b27
+# %% ../nbs/07_train.ipynb #e766da29
 def _stages(cfg, pretrained:bool)->list:
     "The recipe's fits: `(stage, epochs)`; the frozen stage only with a pretrained backbone"
     if pretrained and cfg['frozen_epochs']: return [('frozen', cfg['frozen_epochs']), ('unfrozen', cfg['epochs'])]
@@ -702,6 +702,8 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
             _write_json(thresholds, run/'thresholds.json')
             with atomic_write(run/'f2.csv', 'w') as f: pd.concat(tables).to_csv(f, index=False, float_format='%.4f')
             _write_json(results, run/'results.json')
+            (run/'checkpoint.pt').unlink(missing_ok=True)  # a finished run is not resumed: its resume state (weights,
+                                                           # optimizer moments, SWA average) is 3-4 times the weights
     except KeyboardInterrupt:
         if rank == 0: print(_interrupted(run, 'The evaluation after training', trained=True), file=sys.stderr)
         raise
