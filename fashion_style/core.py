@@ -11,7 +11,8 @@ import torch
 
 # %% auto #0
 __all__ = ['STYLES', 'STYLE_CODES', 'JD_N_TRAIN', 'JD_TRAIN_POSITIVES', 'CLI_ERRORS', 'style_code', 'check_vocab', 'project_root',
-           'data_path', 'models_path', 'seed_everything', 'InputError', 'atomic_path', 'atomic_write', 'markdown_table']
+           'data_path', 'models_path', 'seed_everything', 'InputError', 'atomic_path', 'atomic_write', 'check_out_file',
+           'markdown_table']
 
 # %% ../nbs/00_core.ipynb #c4676eb8
 STYLES = ['sports', 'casual', 'commuting', 'Japanese', 'Korean', 'western', 'British',
@@ -100,6 +101,19 @@ def atomic_write(path, # file to write
     "Open a temporary file beside `path` for writing; on success rename it to `path`, on error remove it"
     kw = {} if 'b' in mode else dict(encoding=encoding, newline=newline)
     with atomic_path(path) as tmp, open(tmp, mode, **kw) as f: yield f
+
+# %% ../nbs/00_core.ipynb #524d2157
+def check_out_file(path, # a file to write
+                   option:str='--out', # the option that named it, for the message
+                  )->Path:
+    "`path`, or an `OSError` whose message names `option` if no file can be written there: a folder, under a file, or in a folder that takes no new file"
+    p = Path(path); d = p.parent
+    if p.is_dir(): raise IsADirectoryError(f"{option} {p}: a folder, not a file")
+    while not d.exists() and d != d.parent: d = d.parent  # missing folders are made when the file is written
+    if not d.is_dir(): raise NotADirectoryError(f"{option} {p}: {d} is a file, not a folder")
+    try: tempfile.TemporaryFile(dir=d).close()
+    except OSError as e: raise PermissionError(f"{option} {p}: cannot write to the folder {d} ({e.strerror})") from None
+    return p
 
 # %% ../nbs/00_core.ipynb #657edc1f
 def markdown_table(df, # a pandas DataFrame; a named index becomes the first column
