@@ -418,7 +418,7 @@ def train_members(members:dict, # member name -> its config changes (e.g. `{'arc
     run_parallel(jobs, gpus, parallel, log_dir=cfg_dir, env=env)
     return runs
 
-# %% ../nbs/07a_distributed.ipynb #c0be85b6
+# %% ../nbs/07a_distributed.ipynb #47ef2006
 def _read_members(fname)->dict:
     """The JSON object in a members file; an `InputError` naming the file (and the line of a JSON error) otherwise (not
     `fashion_style.train._read_config`: a member may be named 'config')"""
@@ -434,7 +434,7 @@ def _read_members(fname)->dict:
 @call_parse
 def train_members_cli(members:str, # JSON file: {member name: {config changes}}
                       config:str=None, # JSON config shared by all members (a run's config.json works)
-                      out:str=None, # parent folder of the members' run folders (default: models_path())
+                      out:str=None, # parent folder of the members' run folders (default: the config's out, else models/ in the project or $FASHION_STYLE_MODELS)
                       gpus:str=None, # GPUs, e.g. '0,1,2,3,4' (default: all visible; none: the CPU)
                       parallel:int=None, # members trained at once (default: one per GPU)
                       ensemble:str=None): # also write the members' vote ensemble to this JSON file
