@@ -27,8 +27,10 @@ from fastai.vision.data import ImageBlock
 from fastai.vision.augment import Resize, ResizeMethod, PadMode, FlipItem
 from fastprogress.fastprogress import progress_bar
 
-# %% ../nbs/01_data.ipynb #12a1841e
-_RESERVED = ('image_id', 'path', 'url')
+# %% ../nbs/01_data.ipynb #371eb7c2
+VALID_COL = 'is_valid'  # fastai's name for the column that marks the validation rows (`ColSplitter`)
+_FIXED = ('image_id', 'path', 'url')  # columns of every reader's table
+_RESERVED = (*_FIXED, VALID_COL)  # names a label may not take
 
 def _check_names(vocab)->list:
     "`check_vocab`, plus: no label may take the name of a fixed column"
@@ -50,16 +52,20 @@ def _not_utf8(fname, reason:str)->InputError:
     try: data.decode('utf-8-sig'); return InputError(fname, f'not UTF-8 text ({reason})')
     except UnicodeDecodeError as e:
         start = e.start + (3 if data.startswith(b'\xef\xbb\xbf') else 0)
-        return InputError(fname, f'not UTF-8 text ({e.reason} at byte {start})', data.count(b'\n', 0, start) + 1)
+        head = data[:start]  # line ends as Python's universal newlines: '\r\n', '\r' or '\n'
+        return InputError(fname, f'not UTF-8 text ({e.reason} at byte {start})', head.count(b'\n') + head.count(b'\r') - head.count(b'\r\n') + 1)
 
 def _csv_rows(fname):
-    "Yield `(line, fields)` for each non-blank row of a CSV file, fields stripped of surrounding spaces"
-    reader = None
+    "Yield `(line, fields)` for each non-blank row of a CSV file, fields stripped of surrounding spaces; a record over several lines is refused"
+    reader, end = None, 0
     try:
         with open(fname, newline='', encoding='utf-8-sig') as f:
             reader = csv.reader(f)
             for row in reader:
-                if len(row) > 1 or (row and row[0].strip()): yield reader.line_num, [v.strip() for v in row]
+                start, end = end + 1, reader.line_num  # this record spans lines `start..end`
+                if any('\n' in v or '\r' in v for v in row):  # a stray quote merges the lines up to the next quote
+                    raise InputError(fname, 'a quoted field runs over several lines (an unclosed quote?)', start)
+                if len(row) > 1 or (row and row[0].strip()): yield start, [v.strip() for v in row]
     except UnicodeDecodeError as e: raise _not_utf8(fname, e.reason) from None
     except csv.Error as e: raise InputError(fname, f'unreadable CSV: {e}', getattr(reader, 'line_num', None)) from None
 
@@ -155,12 +161,12 @@ def read_jd_test_list(fname, # JD test list: `imageID,url` per line, no header
     if check_files: _check_files(fname, paths, names, lines, image_dir)
     return _frame(ids, paths, np.zeros((len(ids), 0)), [], url=urls)
 
-# %% ../nbs/01_data.ipynb #48a52540
+# %% ../nbs/01_data.ipynb #28f65728
 def _vocab(df, vocab=None)->list:
     "The label names of `df`: `vocab` if given, else `df.attrs['vocab']`; each must be a column of `df`"
     if vocab is None: vocab = df.attrs.get('vocab')
     if vocab is None: raise ValueError("no vocabulary: pass `vocab`, or use a table from a reader (it sets df.attrs['vocab'])")
-    vocab = check_vocab(vocab)
+    vocab = _check_names(vocab)
     missing = [v for v in vocab if v not in df.columns]
     if missing: raise ValueError(f"label columns missing from the table: {missing}")
     return vocab
@@ -189,17 +195,17 @@ def write_jd_labels(df:pd.DataFrame, # table with `image_id` and the label colum
         for i, u, l in zip(ids, urls, labels): w.writerow([i, u, *l.tolist()])
     return Path(fname)
 
-# %% ../nbs/01_data.ipynb #7f66cc39
+# %% ../nbs/01_data.ipynb #d5162f6a
 def _check_rel_path(p:str, fname, line)->str:
     "`p` as a posix path if it is relative and stays inside its folder, else raise `InputError`"
     q = p.replace('\\', '/')
     parts = PurePosixPath(q).parts
     if not q or q.startswith('/') or PureWindowsPath(p).drive or '..' in parts or any(ord(c) < 32 for c in q):
         raise InputError(fname, f'image path {p!r} must be relative and stay inside the image folder', line)
+    if not parts: raise InputError(fname, f'image path {p!r} names no file (it is the image folder itself)', line)
     return str(PurePosixPath(*parts))
 
-# %% ../nbs/01_data.ipynb #b2b83250
-VALID_COL = 'is_valid'  # fastai's name for the column that marks the validation rows (`ColSplitter`)
+# %% ../nbs/01_data.ipynb #e78d6f9b
 _TRUE, _FALSE = ('true', '1', 'yes'), ('false', '0', 'no', '')
 
 def _valid_flag(o)->bool|None:
@@ -257,7 +263,7 @@ def read_label_csv(fname, # CSV with a header, an image path column and a label-
             Y[r, pos[l]] = 1
     others = {c: [row[j] for row in extra] for j, c in enumerate(header) if j not in (ip, il)}
     if VALID_COL in others: others[VALID_COL] = _valid_flags(others[VALID_COL], fname, lines)
-    clash = [c for c in others if c in _RESERVED or c in pos]
+    clash = [c for c in others if c in _FIXED or c in pos]
     if clash: raise InputError(fname, f'columns {clash} clash with the table columns image_id, path or a label name', hline)
     ids = [str(PurePosixPath(r).with_suffix('')) for r in rels]
     first = {}
@@ -441,7 +447,7 @@ def check_images(paths_or_df, # image paths, or a table with a `path` column (a 
     if ids is not None: out.insert(0, 'image_id', [ids[n] for n in rows])
     return out
 
-# %% ../nbs/01_data.ipynb #5ee6aed1
+# %% ../nbs/01_data.ipynb #53daaaa6
 class BadImagesError(InputError):
     "Images that cannot be used, all listed in the message; `problems` is their table (`path`, `reason`)"
     def __init__(self, problems:pd.DataFrame, n_total:int):
@@ -468,12 +474,13 @@ def usable_images(df:pd.DataFrame, # table with a `path` column (and `image_id`)
                   max_pixels:int|None=None, # largest width x height accepted (default: `MAX_IMAGE_PIXELS`)
                   workers:int|None=None, # threads decoding images
                   progress:bool=True, # show a progress bar
+                  skipped_where:str='the table returned', # where the warning of `bad_images='skip'` says they are listed
                  )->tuple: # (`df` without the unusable images, their table: `image_id`, `path`, `reason`)
     "Check every image of `df`: raise listing the unusable ones, or leave them out and say which"
     if bad_images not in _BAD_IMAGES: raise ValueError(f"bad_images must be one of {list(_BAD_IMAGES)}, got {bad_images!r}")
     problems = check_images(df['path'].tolist(), max_pixels, workers, progress)
     if 'image_id' in df.columns: problems.insert(0, 'image_id', df['image_id'].astype(str).to_numpy()[problems.index])
-    _bad_image_policy(problems, len(df), bad_images, 'the table returned')
+    _bad_image_policy(problems, len(df), bad_images, skipped_where)
     keep = np.setdiff1d(np.arange(len(df)), problems.index.to_numpy())
     problems.index = df.index[problems.index]
     return df.iloc[keep], problems
@@ -499,7 +506,7 @@ class _LabelReader(DisplayedTransform):
     def __init__(self, vocab): super().__init__(); self.cols = list(vocab)  # not `vocab`: fastai gathers that name
     def __call__(self, row, **kwargs): return row[self.cols].to_numpy(dtype=np.float32)
 
-# %% ../nbs/01_data.ipynb #ba37fab3
+# %% ../nbs/01_data.ipynb #6c037a83
 _RESIZE = {'squish': ResizeMethod.Squish, 'pad': ResizeMethod.Pad}
 
 def _warn_no_positives(Y, train_idx, valid_idx, vocab):
@@ -509,6 +516,40 @@ def _warn_no_positives(Y, train_idx, valid_idx, vocab):
                             'their largest output), which lowers the macro F2')):
         none = [v for v, n in zip(vocab, Y[ix].sum(0)) if n == 0] if len(ix) else []
         if none: warnings.warn(f"no positive {split} image for {none}: {why}", stacklevel=3)
+
+def _row_positions(ix, name:str, n:int)->np.ndarray:
+    "The `name` split's row positions `ix` as an int64 array: integers (not bools or floats) in `range(n)`, each once"
+    a = np.asarray(ix) if isinstance(ix, (np.ndarray, pd.Index, pd.Series)) or hasattr(ix, 'numpy') else None  # a tensor too
+    if a is None or a.dtype == object:
+        try: vals = list(ix) if a is None else a.tolist()
+        except TypeError: raise ValueError(f'{name} indices must be a list of row positions, got {ix!r}') from None
+        bad = next((v for v in vals if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer))), None)
+        if bad is not None: raise ValueError(f'{name} indices must be integers (row positions, not bools or floats), got {bad!r}')
+        a = np.array(vals, dtype=np.int64)
+    if a.ndim != 1: raise ValueError(f'{name} indices must be a flat list of row positions, got shape {a.shape}')
+    if a.size and a.dtype.kind not in 'iu':
+        raise ValueError(f'{name} indices must be integers (row positions, not bools or floats), got {a.dtype} values such as {a[0].item()!r}')
+    a = a.astype(np.int64)
+    if len(a) and (a.min() < 0 or a.max() >= n): raise ValueError(f'{name} indices out of range for {n} rows')
+    rows, counts = np.unique(a, return_counts=True)
+    if (counts > 1).any():
+        twice = rows[counts > 1].tolist()
+        raise ValueError(f"{name} indices repeat rows {twice[:10]}{' ...' if len(twice) > 10 else ''}: each row may appear "
+                         "once (`oversample` repeats training images)")
+    return a
+
+def _dls_splits(df, Y, valid_pct, seed, splits, oversample)->tuple:
+    "`(train_idx, valid_idx)` of `style_dls` and `fastdata.fast_style_dls`: `splits` checked, or `is_valid`, or stratified"
+    if splits is None: splits = valid_col_splits(df)
+    if splits is None: train_idx, valid_idx = split_train_valid(Y, valid_pct, seed)
+    else:
+        try: tr, va = splits
+        except (TypeError, ValueError): raise ValueError(f'splits must be a pair (train_idx, valid_idx), got {splits!r}') from None
+        train_idx, valid_idx = _row_positions(tr, 'train', len(df)), _row_positions(va, 'valid', len(df))
+    if np.intersect1d(train_idx, valid_idx).size: raise ValueError('train and valid indices overlap')
+    if oversample is not None and (not isinstance(oversample, dict) or 'classes' not in oversample or set(oversample) - {'classes', 'k'}):
+        raise ValueError(f'oversample must be dict(classes=[...], k=...), got {oversample!r}')
+    return train_idx, valid_idx
 
 def style_dls(df:pd.DataFrame, # table from a reader (`path` and label columns)
               vocab=None, # label columns, in order (default: `df.attrs['vocab']`)
@@ -525,27 +566,21 @@ def style_dls(df:pd.DataFrame, # table from a reader (`path` and label columns)
               resize_method:str='squish', # 'squish' or 'pad': never crop
               bad_images:str='error', # unusable images: 'error' lists them all and stops; 'skip' leaves them out (`dls.skipped`)
               progress:bool=True, # progress bar while the images are checked (from 1,000 images)
+              skipped_where:str='dls.skipped', # where the warning of `bad_images='skip'` says the left-out images are listed
               **kwargs, # passed to `DataBlock.dataloaders`
              ):
     "fastai `DataLoaders` for multi-label style recognition: resize without cropping, flip, normalize"
     vocab = _vocab(df, vocab)
     df = df.reset_index(drop=True)
     Y = label_matrix(df, vocab)
-    if splits is None: splits = valid_col_splits(df)
-    train_idx, valid_idx = split_train_valid(Y, valid_pct, seed) if splits is None else map(np.asarray, splits)
-    train_idx, valid_idx = train_idx.astype(np.int64), valid_idx.astype(np.int64)
-    for name, ix in (('train', train_idx), ('valid', valid_idx)):
-        if len(ix) and (ix.min() < 0 or ix.max() >= len(df)): raise ValueError(f'{name} indices out of range for {len(df)} rows')
-    if np.intersect1d(train_idx, valid_idx).size: raise ValueError('train and valid indices overlap')
-    if oversample is not None and (not isinstance(oversample, dict) or 'classes' not in oversample or set(oversample) - {'classes', 'k'}):
-        raise ValueError(f'oversample must be dict(classes=[...], k=...), got {oversample!r}')
+    train_idx, valid_idx = _dls_splits(df, Y, valid_pct, seed, splits, oversample)
     if resize_method not in _RESIZE: raise ValueError(f"resize_method must be one of {list(_RESIZE)}, got {resize_method!r}")
     if bad_images not in _BAD_IMAGES: raise ValueError(f"bad_images must be one of {list(_BAD_IMAGES)}, got {bad_images!r}")
     used = np.unique(np.concatenate([train_idx, valid_idx]))
     skipped = check_images(df['path'].iloc[used].tolist(), progress=progress and len(used) >= 1000)
     skipped.index = pd.Index(used[skipped.index], dtype=np.int64)
     skipped.insert(0, 'image_id', df['image_id'].astype(str).to_numpy()[skipped.index] if 'image_id' in df else skipped.path)
-    _bad_image_policy(skipped, len(used), bad_images, 'dls.skipped')
+    _bad_image_policy(skipped, len(used), bad_images, skipped_where)
     if len(skipped):
         train_idx, valid_idx = (ix[~np.isin(ix, skipped.index)] for ix in (train_idx, valid_idx))
         if not len(train_idx): raise ValueError(f'no usable training image left: {len(skipped)} of {len(used)} images were skipped')
