@@ -543,7 +543,7 @@ def apply_speed(learn, speed:dict):
         torch.backends.cudnn.deterministic = speed['deterministic']
     return learn
 
-# %% ../nbs/07_train.ipynb #8e99d916
+# %% ../nbs/07_train.ipynb #c1f6d48a
 def _stages(cfg, pretrained:bool)->list:
     "The recipe's fits: `(stage, epochs)`; the frozen stage only with a pretrained backbone"
     if pretrained and cfg['frozen_epochs']: return [('frozen', cfg['frozen_epochs']), ('unfrozen', cfg['epochs'])]
@@ -634,12 +634,14 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
     pretrained = bool(cfg['pretrained'] or cfg['weights_file'])
     stats = normalize_stats(cfg['arch']) if pretrained else imagenet_stats
     kw = dict(size=cfg['size'], bs=cfg['bs'], valid_pct=cfg['valid_pct'], seed=cfg['split_seed'], oversample=cfg['oversample'],
-              stats=stats, num_workers=cfg['num_workers'], bad_images=cfg['bad_images'], device=device)
+              stats=stats, num_workers=cfg['num_workers'], bad_images=cfg['bad_images'], device=device,
+              skipped_where='skipped_images.csv in the run folder')
     if speed['pipeline'] == 'fast':
         dls = rank0_first(fast_style_dls, dev, vocab, cache_dir=cfg['cache_dir'], cache_device=cfg['cache_device'], draft=cfg['draft'],
                              channels_last=speed['channels_last'], progress=progress, **kw)
     else: dls = style_dls(dev, vocab, progress=progress, **kw)
-    if test is not None: test, test_skipped = on_rank0(usable_images, test, cfg['bad_images'], progress=progress)  # decoded once
+    if test is not None:  # decoded once
+        test, test_skipped = on_rank0(usable_images, test, cfg['bad_images'], progress=progress, skipped_where='skipped_images.csv in the run folder')
     train_idx, valid_idx = dls.splits
     split = pd.DataFrame(dict(image_id=dev.image_id.astype(str), split='train'))
     split.loc[split.index[valid_idx], 'split'] = 'valid'
