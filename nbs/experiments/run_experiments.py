@@ -1,10 +1,14 @@
 """Run the experiments behind the Table I / Table II analogues on the built-in SYNTHETIC data set.
 
-    python nbs/experiments/run_experiments.py [--only table1|table2] [--seeds 0 1] [--out models/experiments]
+    python nbs/experiments/run_experiments.py [--only table1|table2] [--runs BCE WBCE ...] [--seeds 0 1]
+                                              [--out models/experiments] [--results nbs/experiments/results]
 
 Each run is a normal `fashion_style.train.train` run folder under --out; runs already complete are skipped, so the
-script can be stopped and started again. `collect` (also run at the end) writes the small CSV tables in
-nbs/experiments/results/, which the experiments notebook shows.
+script can be stopped and started again. `collect` (also run after each run) gathers the finished run folders of
+--out into the small CSV tables of --results (default nbs/experiments/results/, which the experiments notebook
+shows). It merges: a run found under --out replaces its row (same run and seed) in the tables, and the rows of
+runs not found there are kept, so `--runs BCE` (or a fresh --out) updates the BCE rows and leaves the others.
+For tables of the new runs alone, point --results at an empty folder.
 """
 import argparse, json, time, os
 from pathlib import Path
@@ -82,52 +86,84 @@ def bootstrap_sd(run, checkpoint='best', n=200, seed=0):
     rng = np.random.default_rng(seed)
     return float(np.std([f2_at(p[i], y[i], t).mean() for i in (rng.integers(0, len(p), len(p)) for _ in range(n))]))
 
-def collect(out):
-    "Gather finished runs into the CSV tables of results/"
-    res = HERE/'results'; res.mkdir(exist_ok=True)
-    rows = []
-    for f in sorted(Path(out).glob('*/results.json')):
-        name, seed = f.parent.name.rsplit('-s', 1)
-        r = json.loads(f.read_text()); cfg = json.loads((f.parent/'config.json').read_text())['config']
-        hist = pd.read_csv(f.parent/'history.csv')
-        rows.append(dict(run=name, seed=int(seed), arch=cfg['arch'], loss=cfg['loss'], epochs=cfg['epochs'],
-                         minutes=round(hist.seconds.sum() / 60, 1), test_boot_sd=bootstrap_sd(f.parent), **r))
-    runs = pd.DataFrame(rows)
-    if runs.empty: return runs
+def _run_row(f):
+    "One row of runs.csv from a finished run folder's results.json `f`"
+    name, seed = f.parent.name.rsplit('-s', 1)
+    r = json.loads(f.read_text()); cfg = json.loads((f.parent/'config.json').read_text())['config']
+    hist = pd.read_csv(f.parent/'history.csv')
+    return dict(run=name, seed=int(seed), arch=cfg['arch'], loss=cfg['loss'], epochs=cfg['epochs'],
+                minutes=round(hist.seconds.sum() / 60, 1), test_boot_sd=bootstrap_sd(f.parent), **r)
+
+def _t2_rows(model, f):
+    "Table II rows (test split, per checkpoint and threshold) from a run's f2.csv `f`"
+    f2 = pd.read_csv(f); seed = f.parent.name.rsplit('-s', 1)[1]; rows = []
+    for ck in f2.checkpoint.unique():
+        for th in ('0.5', 'opt'):
+            r = f2[(f2.checkpoint == ck) & (f2.split == 'test') & (f2.threshold.astype(str) == th)].iloc[0]
+            rows.append(dict(model=model, seed=seed, checkpoint=ck, threshold=th,
+                             **{c: r[s] for s, c in zip(STYLES, STYLE_CODES)}, MF2=r['MF2']))
+    return rows
+
+ORACLE_ROW = 'oracle (true probabilities)'
+
+def collect(out, res=HERE/'results'):
+    "Merge the finished runs of `out` into the CSV tables of `res`: their rows replace old rows of the same run and seed, other rows stay"
+    res = Path(res); res.mkdir(parents=True, exist_ok=True)
+    old = pd.read_csv(res/'runs.csv') if (res/'runs.csv').exists() else pd.DataFrame(columns=['run', 'seed'])
+    new = pd.DataFrame([_run_row(f) for f in sorted(Path(out).glob('*/results.json'))])
+    if new.empty: return old  # nothing finished under `out`: the tables stay as they are
+    key = lambda df: df.run + '-s' + df.seed.astype(str)  # the run folder's name
+    runs = pd.concat([old[~key(old).isin(key(new))], new], ignore_index=True) if len(old) else new
+    runs = runs.iloc[np.argsort(key(runs).to_numpy(), kind='stable')]  # folder-name order, as a full collect gives
     runs.to_csv(res/'runs.csv', index=False, float_format='%.4f')
     oracle = json.loads((Path(os.environ.get('FASHION_STYLE_DATA', HERE.parent.parent/'data'))/'synthetic'/'oracle.json').read_text())
-    # Table I: test macro F2 with thresholds from valid, mean and spread over seeds
-    t1 = runs[runs.run.isin(TABLE1)].groupby('run').agg(
+    # Table I: test macro F2 with thresholds from valid, mean and spread over seeds; recomputed for the runs found in
+    # `out` only (runs.csv keeps 4 decimals, so recomputing the others could move their last digit)
+    old1 = pd.read_csv(res/'table1.csv', index_col='run') if (res/'table1.csv').exists() else pd.DataFrame()
+    t1 = runs[runs.run.isin(TABLE1) & runs.run.isin(new.run)].groupby('run').agg(
         seeds=('seed', 'count'), test_mf2_opt=('best_test_mf2_opt', 'mean'), seed_sd=('best_test_mf2_opt', 'std'),
         boot_sd=('test_boot_sd', 'mean'),
         test_mf2_05=('best_test_mf2_0.5', 'mean'), valid_mf2_opt=('best_valid_mf2_opt', 'mean'), epochs=('epochs', 'first'))
-    t1 = t1.reindex([k for k in TABLE1 if k in t1.index])
     t1['oracle'] = oracle['macro_f2']
+    t1 = pd.concat([old1.drop(index=t1.index, errors='ignore'), t1]) if len(old1) else t1
+    t1 = t1.reindex([*[k for k in TABLE1 if k in t1.index], *[k for k in t1.index if k not in TABLE1]])
     t1.to_csv(res/'table1.csv', float_format='%.4f')
-    # Table II: per-class test F2 at valid thresholds, best checkpoint and SWA, per architecture (first seed)
+    # Table II: per-class test F2 at valid thresholds, best checkpoint and SWA, per architecture (first seed, whether
+    # that seed's rows come from `out` or were already in table2.csv)
+    old2 = (pd.read_csv(res/'table2.csv', dtype={'seed': str, 'threshold': str}) if (res/'table2.csv').exists()
+            else pd.DataFrame(columns=['model', 'seed']))
+    old2 = old2[old2.model != ORACLE_ROW]
     t2 = []
-    for a in TABLE2:
-        for f in sorted(Path(out).glob(f'{a}-s*/f2.csv'), key=lambda f: int(f.parent.name.rsplit('-s', 1)[1]))[:1]:
-            f2 = pd.read_csv(f); seed = f.parent.name.rsplit('-s', 1)[1]
-            for ck in f2.checkpoint.unique():
-                for th in ('0.5', 'opt'):
-                    r = f2[(f2.checkpoint == ck) & (f2.split == 'test') & (f2.threshold.astype(str) == th)].iloc[0]
-                    t2.append(dict(model=a, seed=seed, checkpoint=ck, threshold=th,
-                                   **{c: r[s] for s, c in zip(STYLES, STYLE_CODES)}, MF2=r['MF2']))
-    t2.append(dict(model='oracle (true probabilities)', seed='-', checkpoint='-', threshold='opt',
+    for a in [*TABLE2, *[m for m in old2.model.unique() if m not in TABLE2]]:
+        found = {int(f.parent.name.rsplit('-s', 1)[1]): f for f in Path(out).glob(f'{a}-s*/f2.csv')
+                 if (f.parent/'results.json').exists()}
+        kept = old2[old2.model == a]
+        seeds = sorted(set(found) | set(kept.seed.astype(int)))
+        if not seeds: continue
+        t2 += _t2_rows(a, found[seeds[0]]) if seeds[0] in found else kept[kept.seed.astype(int) == seeds[0]].to_dict('records')
+    t2.append(dict(model=ORACLE_ROW, seed='-', checkpoint='-', threshold='opt',
                    **{c: oracle['per_class'][s] for s, c in zip(STYLES, STYLE_CODES)}, MF2=oracle['macro_f2']))
     pd.DataFrame(t2).to_csv(res/'table2.csv', index=False, float_format='%.3f')
     return runs
 
 if __name__ == '__main__':
-    p = argparse.ArgumentParser()
-    p.add_argument('--only', choices=['table1', 'table2'], default=None)
-    p.add_argument('--runs', nargs='+', default=None, help='only these runs (names of TABLE1 / TABLE2)')
-    p.add_argument('--seeds', type=int, nargs='+', default=[0])
-    p.add_argument('--out', default=str(models_path()/'experiments'))
-    p.add_argument('--threads', type=int, default=None)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--only', choices=['table1', 'table2'], default=None,
+                   help='only the runs of Table I (losses, oversampling) or of Table II (architectures + SWA)')
+    p.add_argument('--runs', nargs='+', default=None, choices=[*TABLE1, *TABLE2], metavar='RUN',
+                   help=f'only these runs (names are case-sensitive): {", ".join([*TABLE1, *TABLE2])}')
+    p.add_argument('--seeds', type=int, nargs='+', default=[0], help='training seeds; every run is made once per seed (default: 0)')
+    p.add_argument('--out', default=str(models_path()/'experiments'),
+                   help='folder of the run folders; finished runs there are skipped (default: models/experiments)')
+    p.add_argument('--results', default=str(HERE/'results'),
+                   help='folder of runs.csv, table1.csv and table2.csv; the runs found under --out replace their rows '
+                        'there and the other rows are kept (default: nbs/experiments/results)')
+    p.add_argument('--threads', type=int, default=None, help="CPU threads for torch (default: torch's own choice)")
     p.add_argument('--reverse', action='store_true', help='go through the runs in reverse order (for a second process)')
     a = p.parse_args()
+    if a.only and a.runs:
+        other = [r for r in a.runs if r not in (TABLE1 if a.only == 'table1' else TABLE2)]
+        if other: p.error(f'--runs {" ".join(other)}: not in {a.only} (--only {a.only} has {", ".join(TABLE1 if a.only == "table1" else TABLE2)})')
     if a.threads: torch.set_num_threads(a.threads)
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     # cheapest and most-used first: BCE vs WBCE, then the Table II models, then the rest of Table I
@@ -137,5 +173,8 @@ if __name__ == '__main__':
     for seed in a.seeds:
         for table, name in order:
             if a.only in (None, table) and (a.runs is None or name in a.runs):
-                run(name, (TABLE1 if table == 'table1' else TABLE2)[name], seed, out); collect(out)
-    print(collect(out).to_string())
+                run(name, (TABLE1 if table == 'table1' else TABLE2)[name], seed, out); collect(out, a.results)
+    n = len(list(out.glob('*/results.json')))
+    runs = collect(out, a.results)
+    if not n: print(f'no finished runs under {out}: the tables in {a.results} were left as they were')
+    else: print(f'{n} finished run(s) under {out} merged into {a.results} (runs.csv: {len(runs)} rows)\n{runs.to_string()}')
