@@ -743,7 +743,7 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
         raise
     return run
 
-# %% ../nbs/07_train.ipynb #b38a1aa1
+# %% ../nbs/07_train.ipynb #105c32e4
 def _json_arg(s):
     if s is None or not isinstance(s, str): return s
     try: return json.loads(s)
@@ -790,7 +790,7 @@ def train_cli(config:str=None, # JSON config file (a run's config.json works); f
               name:str=None, # run folder name
               out:str=None, # parent folder of runs (default: models/ in the project, or $FASHION_STYLE_MODELS)
               no_progress:bool=False, # hide progress bars
-              resume:str=None): # a run folder to finish from its last checkpoint (no other flags)
+              resume:str=None): # a run folder to finish from its last checkpoint (no other flags but --no_progress)
     """Train one model with the paper's recipe and print where its run folder is. A flag not given takes --config's value,
     else its default (all in `fashion_style.train.TRAIN_DEFAULTS`): data synthetic, arch resnet18, size 64, bs 64, epochs 4,
     frozen_epochs 1 (with pretrained weights only), lr 0.003, loss wbce, valid_pct 0.2, seed 0, swa null."""
