@@ -82,11 +82,11 @@ class SyncCount(Callback):
 def profile_summary(prof, n:int, wall_s:float, top:int=12)->dict:
     "Per batch: wall ms, the device's kernel ms and count (the CPU's op ms and count on a CPU), and the `top` kernels by time"
     rows = [e for e in prof.key_averages() if e.device_type.name != 'CPU'] if torch.cuda.is_available() else []
-    dev_time = lambda e: getattr(e, 'self_device_time_total', 0)
-    if not rows: rows, dev_time = [e for e in prof.key_averages() if e.self_cpu_time_total > 0], lambda e: e.self_cpu_time_total
+    dev_time, on = (lambda e: getattr(e, 'self_device_time_total', 0)), 'cuda kernels'
+    if not rows: rows, dev_time, on = [e for e in prof.key_averages() if e.self_cpu_time_total > 0], (lambda e: e.self_cpu_time_total), 'cpu ops'
     by = sorted(rows, key=dev_time, reverse=True)
     return dict(batches=n, wall_ms=1000 * wall_s / n, kernel_ms=sum(map(dev_time, rows)) / 1000 / n,
-                kernels=sum(e.count for e in rows) / n, on='cuda kernels' if torch.cuda.is_available() else 'cpu ops',
+                kernels=sum(e.count for e in rows) / n, on=on,
                 top={e.key[:120]: dict(ms=dev_time(e) / 1000 / n, calls=e.count / n) for e in by[:top]},
                 all_ms={e.key[:120]: dev_time(e) / 1000 / n for e in rows})
 
