@@ -3,7 +3,8 @@
 # Packages the machine lacks can be put in .whl/ as wheels: they are installed into /tmp/site first (no network).
 # Writes into $OUT (default bench/results/latest): nvidia-smi.txt, gpu_train_bench.json and .log, checkpoint_gpu.json
 # and .log; and, when build/anchor_bench.py is there (a plain-PyTorch baseline script), anchor.log from the same machine.
-# Time limits: BENCH_S (default 380 s; 0 skips the benchmarks) and ANCHOR_S (default 110 s; 0 skips it). BENCH_ARGS: more flags, e.g.
+# Time limits: BENCH_S (default 380 s; 0 skips the benchmarks), CKPT_S (checkpoint_bench.py, default 45 s; 0 skips it)
+# and ANCHOR_S (default 110 s; 0 skips it). BENCH_ARGS: more flags, e.g.
 # BENCH_ARGS="--cudnn-benchmark 1 --sync-count --profile 5 --archs resnet18". CUDA_TESTS=1 first runs the notebooks' GPU tests
 # (bench/gpu_tests.sh, its wheels from bench/device_test_wheels.sh; about 2 minutes, limit CUDA_TESTS_S, default 180 s):
 # then give the benchmark less time (BENCH_S=300) to keep the whole command within 10 minutes.
@@ -20,7 +21,7 @@ if [ "${CUDA_TESTS:-0}" = 1 ]; then CUDA_TESTS_S=${CUDA_TESTS_S:-180} bash bench
 if [ "${BENCH_S:-380}" != 0 ]; then
   timeout "${BENCH_S:-380}" python3 bench/gpu_train_bench.py --n 10000 --img-size 500 --out "$OUT" ${BENCH_ARGS} 2>&1 \
     | grep -v -i "warn" | tee "$OUT/gpu_train_bench.log"
-  timeout 45 python3 bench/checkpoint_bench.py --device cuda --out "$OUT/checkpoint_gpu.json" 2>&1 | grep -v -i warn | tee "$OUT/checkpoint_gpu.log"
+  [ "${CKPT_S:-45}" != 0 ] && timeout "${CKPT_S:-45}" python3 bench/checkpoint_bench.py --device cuda --out "$OUT/checkpoint_gpu.json" 2>&1 | grep -v -i warn | tee "$OUT/checkpoint_gpu.log"
 fi
 if [ "${ANCHOR_S:-110}" != 0 ] && [ -f build/anchor_bench.py ]; then
   (cd build && COMPILE_DEADLINE=0 timeout "${ANCHOR_S:-110}" python3 anchor_bench.py 2>&1 | grep -v -i warn | tail -25 | tee "$OUT/anchor.log")

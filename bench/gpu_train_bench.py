@@ -30,7 +30,7 @@ its progress bars on, as a user would. `bench/gpu_run.sh` runs this script (and 
 Prints a table and writes `$OUT/gpu_train_bench.json` (or `--out`). `--smoke` runs everything tiny on the CPU
 (fp32) to check the code: its figures mean nothing.
 Run on a GPU machine: `python bench/gpu_train_bench.py --n 12000 --img-size 500`."""
-import argparse, json, os, platform, resource, shutil, sys, tempfile, time, warnings
+import argparse, json, os, platform, re, resource, shutil, sys, tempfile, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -85,8 +85,12 @@ def profile_summary(prof, n:int, wall_s:float, top:int=12)->dict:
     dev_time, on = (lambda e: getattr(e, 'self_device_time_total', 0)), 'cuda kernels'
     if not rows: rows, dev_time, on = [e for e in prof.key_averages() if e.self_cpu_time_total > 0], (lambda e: e.self_cpu_time_total), 'cpu ops'
     by = sorted(rows, key=dev_time, reverse=True)
+    # the host's calls into the CUDA runtime/driver (cudaLaunchKernel, cudaStreamSynchronize, cudaMemcpyAsync...): a
+    # Synchronize or a blocking copy per batch makes the GPU wait while the host queues the next batch
+    api = [e for e in prof.key_averages() if e.device_type.name == 'CPU' and re.match(r'cu(da)?[A-Z]', e.key)]
     return dict(batches=n, wall_ms=1000 * wall_s / n, kernel_ms=sum(map(dev_time, rows)) / 1000 / n,
                 kernels=sum(e.count for e in rows) / n, on=on,
+                runtime_calls={e.key[:80]: dict(calls=e.count / n, cpu_ms=e.self_cpu_time_total / 1000 / n) for e in api},
                 top={e.key[:120]: dict(ms=dev_time(e) / 1000 / n, calls=e.count / n) for e in by[:top]},
                 all_ms={e.key[:120]: dev_time(e) / 1000 / n for e in rows})
 
@@ -212,6 +216,9 @@ def print_profiles(arch:str, plain:dict|None, proj:dict|None, top:int=10):
     for name, pr in (('plain', plain), ('project', proj)):
         if pr: print(f"{arch:12s} profile {name:8s} {pr['batches']} training batches: wall {pr['wall_ms']:.2f} ms/batch, "
                      f"{pr['on']} {pr['kernel_ms']:.2f} ms/batch ({pr['kernels']:.0f} a batch)", flush=True)
+        calls = pr.get('runtime_calls') or {}
+        if calls: print(f"{arch:12s} profile {name:8s} CUDA API calls a batch: " + ', '.join(
+            f"{k} {v['calls']:.1f} ({v['cpu_ms']:.2f} ms)" for k, v in sorted(calls.items(), key=lambda kv: -kv[1]['cpu_ms'])[:8]), flush=True)
     if not (plain and proj): return
     names = set(plain['all_ms']) | set(proj['all_ms'])
     diff = sorted(names, key=lambda k: -abs(proj['all_ms'].get(k, 0) - plain['all_ms'].get(k, 0)))[:top]
