@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The notebooks' `#| cuda` tests, with the rest of each notebook, on a GPU machine where the project and its
 # packages are only on PYTHONPATH (as bench/gpu_run.sh sets them up) and nothing can be installed from the network.
-# - nbdev and its test runner come as wheels in .whl/test/ (fetch them here with bench/device_test_wheels.sh);
+# - nbdev and its test runner come as wheels in .whl/test/ (fetch them here with bench/device_test_wheels.sh;
+#   TEST_WHEELS names another folder);
 # - the project's console scripts (which some tests run, from beside `sys.executable`) are made as small launchers
 #   next to a link to python3, and the tests run with that link as their Python.
 # Run from the project root: `OUT=... bash bench/gpu_tests.sh`. NOTEBOOKS (default: those with `#| cuda` cells),
@@ -9,10 +10,14 @@
 set -o pipefail
 export OUT=${OUT:-bench/results/latest}; mkdir -p "$OUT"
 site=$(mktemp -d); bin=$(mktemp -d)
-if ls .whl/test/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" .whl/test/*.whl || exit 1
+wheels=${TEST_WHEELS:-.whl/test}
+if ls "$wheels"/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" "$wheels"/*.whl || exit 1
 fi
-export PYTHONPATH="$site:${PYTHONPATH:-$PWD}" HF_HUB_OFFLINE=1 MPLBACKEND=Agg
+# the link to python3 below is outside its virtual environment (no pyvenv.cfg beside it), so that environment's
+# site-packages (torch...) go on the path too, after the project's own
+export PYTHONPATH="$site:${PYTHONPATH:-$PWD}:$(python3 -c "import site; print(':'.join(site.getsitepackages()))")"
+export HF_HUB_OFFLINE=1 MPLBACKEND=Agg
 unset PYTHONWARNINGS  # tests check warnings
 ln -s "$(python3 -c "import sys; print(sys.executable)")" "$bin/python3"  # the real binary (not a shim)
 launcher() {  # launcher NAME MODULE FUNCTION: a console script as pip would make it, run by the linked python3

@@ -30,7 +30,7 @@ its progress bars on, as a user would. `bench/gpu_run.sh` runs this script (and 
 Prints a table and writes `$OUT/gpu_train_bench.json` (or `--out`). `--smoke` runs everything tiny on the CPU
 (fp32) to check the code: its figures mean nothing.
 Run on a GPU machine: `python bench/gpu_train_bench.py --n 12000 --img-size 500`."""
-import argparse, json, os, platform, re, resource, shutil, sys, tempfile, time, warnings
+import argparse, gc, json, os, platform, re, resource, threading, shutil, sys, tempfile, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -79,9 +79,85 @@ class SyncCount(Callback):
         n = sum('synchroniz' in str(w.message) for w in self._w)
         self.rows.append(dict(epoch=self.epoch, phase=phase, syncs=n, batches=len(self.dl)))
 
+class Timeline:
+    """Where each training batch's time goes, without the profiler: host timestamps at each step of the batch (wall and
+    the main thread's CPU time: wall without CPU time is waiting, for the GPU's queue or for the GIL), CUDA events at
+    each batch start (the GPU's own time per batch, idle included), Python's garbage collections and the threads alive"""
+    def __init__(self, dev): self.dev, self.epochs, self.cur = dev, [], None
+    def start_epoch(self):
+        self.cur = dict(marks=[], events=[], gc=[], threads=None); self._gc_t = None
+        gc.callbacks.append(self._gc)
+    def _gc(self, phase, info):
+        if phase == 'start': self._gc_t = time.perf_counter()
+        elif self._gc_t is not None: self.cur['gc'].append((info['generation'], time.perf_counter() - self._gc_t)); self._gc_t = None
+    def mark(self, name):
+        "A host timestamp; 'batch' starts a batch (and records a CUDA event there)"
+        if self.cur is None: return
+        if name == 'batch':
+            self.cur['marks'].append([])
+            if self.dev.type == 'cuda': ev = torch.cuda.Event(enable_timing=True); ev.record(); self.cur['events'].append(ev)
+            if len(self.cur['marks']) in (2, 10):  # the threads alive at the second and the tenth batch
+                self.cur['threads'] = {**(self.cur['threads'] or {}), len(self.cur['marks']) - 1: sorted(t.name for t in threading.enumerate())}
+        if self.cur['marks']: self.cur['marks'][-1].append((name, time.perf_counter(), time.thread_time()))
+    def end_epoch(self):
+        "After the epoch's training (the device synced by the caller)"
+        if self.cur is None: return
+        gc.callbacks.remove(self._gc)
+        if self.dev.type == 'cuda': ev = torch.cuda.Event(enable_timing=True); ev.record(); self.cur['events'].append(ev); sync(self.dev)
+        c, self.cur = self.cur, None
+        seg, cpu = {}, {}
+        ends = [m[0][1:] for m in c['marks'][1:]] + [None]  # each batch ends where the next begins
+        for m, nxt in zip(c['marks'], ends):
+            pts = m + ([('next', *nxt)] if nxt else [])
+            for (a, t0, c0), (b, t1, c1) in zip(pts, pts[1:]):
+                k = f'{a}>{b}'; seg.setdefault(k, []).append(t1 - t0); cpu.setdefault(k, []).append(c1 - c0)
+        gpu = [a.elapsed_time(b) / 1000 for a, b in zip(c['events'], c['events'][1:])]
+        host = [m[-1][1] - m[0][1] for m in c['marks']]
+        self.epochs.append(dict(batches=len(c['marks']),
+            seg_ms={k: round(1000 * float(np.median(v)), 3) for k, v in seg.items()},
+            seg_sum_s={k: round(float(np.sum(v)), 3) for k, v in seg.items()},
+            seg_cpu_sum_s={k: round(float(np.sum(v)), 3) for k, v in cpu.items()},
+            gpu_batch_ms=dict(median=1000 * float(np.median(gpu)), mean=1000 * float(np.mean(gpu)), max=1000 * float(np.max(gpu))) if gpu else None,
+            gpu_sum_s=float(np.sum(gpu)) if gpu else None,
+            batch_ms=[round(1000 * (t1[0][1] - t0[0][1]), 1) for t0, t1 in zip(c['marks'], c['marks'][1:])],
+            slow_batches={i: {k: round(1000 * (t1 - t0), 1) for (k, t0, _), (_, t1, _) in zip(m, m[1:])}  # where the time went in the 3 slowest
+                          for i, m in sorted(enumerate(c['marks'][:-1]), key=lambda im: im[1][0][1] - c['marks'][im[0] + 1][0][1])[:3]},
+            gc={g: dict(n=sum(1 for gg, _ in c['gc'] if gg == g), ms=round(1000 * sum(d for gg, d in c['gc'] if gg == g), 1)) for g in (0, 1, 2)},
+            threads=c['threads']))
+    def summary(self)->dict|None:
+        "The epochs after the first"
+        return dict(epochs=self.epochs[1:]) if len(self.epochs) > 1 else None
+
+class TimelineCB(Callback):
+    "`Timeline` marks at fastai's training events (first of the callbacks at each event, so a step's time includes the other callbacks' work at its start)"
+    order = -100
+    def __init__(self, dev): self.tl = Timeline(dev)
+    def before_train(self): self.tl.start_epoch()
+    def after_train(self): sync(self.tl.dev); self.tl.end_epoch()
+    def before_batch(self):
+        if self.training: self.tl.mark('batch')
+    def after_pred(self):
+        if self.training: self.tl.mark('pred')
+    def after_loss(self):
+        if self.training: self.tl.mark('loss')
+    def after_backward(self): self.tl.mark('backward')
+    def after_step(self): self.tl.mark('step')
+    def after_batch(self):
+        if self.training: self.tl.mark('after_batch')
+
+def print_timeline(arch, kind, tl:dict|None):
+    if not tl: return
+    for i, e in enumerate(tl['epochs']):
+        g = e['gpu_batch_ms']
+        print(f"{arch:12s} {kind:22s} timeline epoch {i + 2}: {e['batches']} batches; GPU per batch "
+              + (f"median {g['median']:.1f} mean {g['mean']:.1f} max {g['max']:.1f} ms (sum {e['gpu_sum_s']:.2f} s)" if g else "-")
+              + f"; host s (CPU s) per step: " + ', '.join(f"{k} {v:.2f} ({e['seg_cpu_sum_s'][k]:.2f})" for k, v in e['seg_sum_s'].items())
+              + f"; slowest batches (index: ms a step) {e['slow_batches']}; gc {e['gc']}" + (f"; threads {e['threads']}" if i == 0 else ''), flush=True)
+
 def profile_summary(prof, n:int, wall_s:float, top:int=12)->dict:
     "Per batch: wall ms, the device's kernel ms and count (the CPU's op ms and count on a CPU), and the `top` kernels by time"
-    rows = [e for e in prof.key_averages() if e.device_type.name != 'CPU'] if torch.cuda.is_available() else []
+    # device-side events named like 'ProfilerStep*' or 'Optimizer.step#AdamW.step' are annotations (spans), not kernels
+    rows = [e for e in prof.key_averages() if e.device_type.name != 'CPU' and not re.match(r'ProfilerStep|.*#', e.key)] if torch.cuda.is_available() else []
     dev_time, on = (lambda e: getattr(e, 'self_device_time_total', 0)), 'cuda kernels'
     if not rows: rows, dev_time, on = [e for e in prof.key_averages() if e.self_cpu_time_total > 0], (lambda e: e.self_cpu_time_total), 'cpu ops'
     by = sorted(rows, key=dev_time, reverse=True)
@@ -116,16 +192,19 @@ class ProfileBatches(Callback):
             self.prof.__exit__(None, None, None)
             self.summary = profile_summary(self.prof, self.n, wall); self.prof = None
 
-def project_epochs(df_file, image_dir, arch, a, dev, cache_dir, out, cudnn_benchmark, sync_count=False, profile=0, **extra)->dict:
+def project_epochs(df_file, image_dir, arch, a, dev, cache_dir, out, cudnn_benchmark, sync_count=False, profile=0, gc_freeze=False, **extra)->dict:
     "The project's `train` on the JPEGs: per-epoch seconds from history.csv, and the whole call's wall time"
-    timer, syncs, prof = PhaseTimer(dev), SyncCount(dev), ProfileBatches(dev, profile)
+    timer, syncs, prof, tl = PhaseTimer(dev), SyncCount(dev), ProfileBatches(dev, profile), TimelineCB(dev)
     epochs = 2 if profile else a.epochs
+    if gc_freeze: gc.collect(); gc.freeze()  # the objects alive now are left out of every later collection
     t = time.perf_counter()
-    run = train(data=str(df_file), image_dir=str(image_dir), arch=arch, size=a.size, bs=a.bs, epochs=epochs, lr=1e-3,
+    try: run = train(data=str(df_file), image_dir=str(image_dir), arch=arch, size=a.size, bs=a.bs, epochs=epochs, lr=1e-3,
                 loss='wbce', frozen_epochs=0, num_workers=a.workers, cache_dir=str(cache_dir), device=str(dev),
                 swa=dict(start_epoch=epochs - 1, cycle_len=1), out=str(out), progress=a.progress, cudnn_benchmark=cudnn_benchmark,
-                cbs=[timer] + ([syncs] if sync_count else []) + ([prof] if profile else []),
+                cbs=[timer] + ([syncs] if sync_count else []) + ([prof] if profile else []) + ([tl] if a.timeline and not profile else []),
                 **{'name': f'{arch}-{cudnn_benchmark}', **extra})
+    finally:
+        if gc_freeze: gc.unfreeze()
     wall = time.perf_counter() - t
     info = json.loads((run/'config.json').read_text())
     hist = pd.read_csv(run/'history.csv')
@@ -136,7 +215,8 @@ def project_epochs(df_file, image_dir, arch, a, dev, cache_dir, out, cudnn_bench
     return dict(epoch_s=float(np.median(secs[1:])), epoch_s_all=[round(float(s), 3) for s in secs], images_per_epoch=n, phases=phases,
                 img_s=n / float(np.median(secs[1:])), history_epoch_s=[float(s) for s in hist.seconds],
                 wall_s=wall, speed=info['speed'], f2_opt=[float(v) for v in hist.f2_opt],
-                results=json.loads((run/'results.json').read_text()), run=str(run), cuda_syncs=syncs.rows or None, profile=prof.summary)
+                results=json.loads((run/'results.json').read_text()), run=str(run), cuda_syncs=syncs.rows or None, profile=prof.summary,
+                timeline=tl.tl.summary())
 
 def plain_epochs(images, Y, train_idx, valid_idx, arch, a, dev, stats, cudnn_benchmark, profile:int=0)->dict:
     "A plain PyTorch loop over the GPU cache: train (gather, flip, normalize) + validate + F2 search, per epoch"
@@ -158,15 +238,24 @@ def plain_epochs(images, Y, train_idx, valid_idx, arch, a, dev, stats, cudnn_ben
         x = x.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
         return (x.float() - mean) / std, Yd[rows]
     tr, va = torch.as_tensor(train_idx, device=dev), torch.as_tensor(valid_idx, device=dev)
-    secs, tsecs = [], []
+    secs, tsecs, tl = [], [], Timeline(dev)
+    mark = tl.mark if a.timeline else (lambda name: None)
     for ep in range(a.epochs):
         sync(dev); t = time.perf_counter()
+        if a.timeline: tl.start_epoch()
         m.train()
         order = tr[torch.randperm(len(tr), generator=g).to(dev)]
         for i in range(0, len(order) - a.bs + 1, a.bs):
+            mark('batch')
             x, y = batch(order[i:i + a.bs])
+            mark('gather')
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16): loss = lossf(m(x).float(), y)
-            opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+            mark('loss')
+            opt.zero_grad(set_to_none=True); loss.backward()
+            mark('backward')
+            opt.step()
+            mark('step')
+        if a.timeline: tl.end_epoch()
         sync(dev); tsecs.append(time.perf_counter() - t)
         m.eval(); preds = []
         with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
@@ -209,7 +298,7 @@ def plain_epochs(images, Y, train_idx, valid_idx, arch, a, dev, stats, cudnn_ben
     del m, opt
     phases = dict(train_s=round(float(np.median(tsecs[1:])), 3), valid_s=round(float(np.median(np.subtract(secs, tsecs)[1:])), 3))
     return dict(epoch_s=float(np.median(secs[1:])), epoch_s_all=secs, images_per_epoch=n, img_s=n / float(np.median(secs[1:])), phases=phases,
-                ceiling_train_img_s=ceiling, infer_cache_img_s=infer, profile=prof)
+                ceiling_train_img_s=ceiling, infer_cache_img_s=infer, profile=prof, timeline=tl.summary())
 
 def print_profiles(arch:str, plain:dict|None, proj:dict|None, top:int=10):
     "Per-batch wall and kernel time of the two loops, and the kernels whose time differs most"
@@ -244,6 +333,10 @@ def main():
                     "the timed runs: a separate run, since the count slows each call down)")
     ap.add_argument('--profile', type=int, default=0, metavar='N', help="profile N training batches of the plain loop and of the "
                     "project (a separate 2-epoch run) and compare their kernels")
+    ap.add_argument('--timeline', action='store_true', help='where each training batch\'s time goes, in both loops: host time per '
+                    'step of the batch (wall and CPU), the GPU\'s time per batch, garbage collections, threads (no profiler)')
+    ap.add_argument('--gc-freeze', action='store_true', help='also time the project with the objects alive before `train` '
+                    'frozen out of garbage collection (`gc.freeze()`)')
     ap.add_argument('--smoke', action='store_true', help='tiny, on the CPU: checks the code only')
     a = ap.parse_args()
     a.cudnn_benchmark = [bool(b) for b in a.cudnn_benchmark]
@@ -283,6 +376,7 @@ def main():
             kinds = [(f'{k}_bench{int(b)}', k, b) for b in a.cudnn_benchmark for k in ('plain', 'project')]
             if a.checkpoint_cost: kinds.append((f'project_bench{int(a.cudnn_benchmark[-1])}_nockpt', 'nockpt', a.cudnn_benchmark[-1]))
             if a.sync_count: kinds.append((f'project_bench{int(a.cudnn_benchmark[-1])}_syncs', 'syncs', a.cudnn_benchmark[-1]))
+            if a.gc_freeze: kinds.append((f'project_bench{int(a.cudnn_benchmark[-1])}_gcfreeze', 'gcfreeze', a.cudnn_benchmark[-1]))
             if a.profile: kinds.append((f'project_bench{int(a.cudnn_benchmark[-1])}_profile', 'profile', a.cudnn_benchmark[-1]))
             for kind, k, b in kinds:
                 fn = ((lambda: plain_epochs(images, Y, train_idx, valid_idx, arch, a, dev, stats, b,
@@ -290,6 +384,7 @@ def main():
                       (lambda: project_epochs(dest/'train.txt', dest/'images', arch, a, dev, cache_dir, work/'runs', b,
                                               **(dict(checkpoint_every=0, name=f'{arch}-nockpt') if k == 'nockpt' else
                                                  dict(sync_count=True, name=f'{arch}-syncs') if k == 'syncs' else
+                                                 dict(gc_freeze=True, name=f'{arch}-gcfreeze') if k == 'gcfreeze' else
                                                  dict(profile=a.profile, name=f'{arch}-profile') if k == 'profile' else {}))))
                 try:
                     if dev.type == 'cuda': torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats(dev)
@@ -299,6 +394,7 @@ def main():
                         cs = pd.DataFrame(r[kind]['cuda_syncs']).groupby('phase')[['syncs', 'batches']].sum()
                         print(f"{arch:12s} {kind:22s} CUDA synchronising calls per batch (epochs 2+): "
                               f"{(cs.syncs / cs.batches).round(3).to_dict()}", flush=True)
+                    print_timeline(arch, kind, r[kind].get('timeline'))
                     if k == 'profile': print_profiles(arch, r.get(f'plain_bench{int(b)}', {}).get('profile'), r[kind]['profile']); continue
                     print(f"{arch:12s} {kind:22s} epoch {r[kind]['epoch_s']:7.2f} s = {r[kind]['img_s']:8.0f} images/s "
                           f"(whole epoch: train + valid + end-of-epoch work, {r[kind]['images_per_epoch']} images; epochs {[round(s, 2) for s in r[kind]['epoch_s_all']]}; "
@@ -314,7 +410,7 @@ def main():
                     print(f"{arch:12s} cudnn.benchmark={b}: project / plain = {pr['img_s'] / pl['img_s']:.3f}; plain training "
                           f"ceiling (static batch) {pl['ceiling_train_img_s']:.0f} images/s; plain bf16 inference from the "
                           f"cache {pl['infer_cache_img_s']:.0f} images/s", flush=True)
-            done = [v for k, v in r.items() if k.startswith('project') and not k.endswith(('nockpt', 'syncs', 'profile')) and 'img_s' in v]
+            done = [v for k, v in r.items() if k.startswith('project') and not k.endswith(('nockpt', 'syncs', 'profile', 'gcfreeze')) and 'img_s' in v]
             if done:
                 best = max(done, key=lambda v: v['img_s'])
                 r['project'] = best

@@ -353,7 +353,7 @@ def run_parallel(jobs:dict, # name -> command (list of arguments)
 # %% ../nbs/07a_distributed.ipynb #08e45e63
 def train_member(cfg_file)->Path:
     "Train, finish or keep the run a config file (with `name` and `out`) describes; what each `train_members` process runs"
-    from fashion_style.train import train, train_config
+    from fashion_style.train import train, train_config, checkpoint_file
     from fashion_style.ensemble import read_run_config
     from fashion_style.core import models_path
     from fashion_style.train import absolute_paths
@@ -362,7 +362,7 @@ def train_member(cfg_file)->Path:
     if (run/'config.json').exists():
         if absolute_paths(read_run_config(run)['config']) != cfg: raise FileExistsError(f"{run} holds another run: remove it or rename the member")
         if (run/'results.json').exists(): print(f"run folder: {run} (finished before)"); return run
-        if (run/'checkpoint.pt').exists(): run = train(resume=run, progress=False)
+        if checkpoint_file(run).exists(): run = train(resume=run, progress=False)
         else:
             shutil.rmtree(run)  # stopped before its first checkpoint
             run = train(cfg, progress=False)

@@ -32,12 +32,13 @@ from fastai.torch_core import rank_distrib, to_device
 import safetensors
 
 # %% auto #0
-__all__ = ['TRAIN_DEFAULTS', 'CHECKPOINT_FORMAT', 'log', 'train_config', 'absolute_paths', 'recorded_config', 'swa_args',
-           'load_data', 'HostSnapshot', 'BackgroundWriter', 'BestF2Callback', 'RunHistory', 'PlainTensors',
-           'rng_states', 'set_rng_states', 'CheckpointCallback', 'load_checkpoint', 'f2_table', 'evaluate_weights',
-           'speed_settings', 'StyleOptimWrapper', 'style_opt_func', 'apply_speed', 'train', 'train_cli', 'flags_config']
+__all__ = ['TRAIN_DEFAULTS', 'CHECKPOINT_FORMAT', 'CHECKPOINT_NAME', 'log', 'train_config', 'absolute_paths', 'recorded_config',
+           'swa_args', 'load_data', 'HostSnapshot', 'BackgroundWriter', 'BestF2Callback', 'RunHistory', 'PlainTensors',
+           'rng_states', 'set_rng_states', 'CheckpointCallback', 'checkpoint_file', 'load_checkpoint', 'f2_table',
+           'evaluate_weights', 'speed_settings', 'StyleOptimWrapper', 'style_opt_func', 'apply_speed', 'train',
+           'train_cli', 'flags_config']
 
-# %% ../nbs/07_train.ipynb #e24db221
+# %% ../nbs/07_train.ipynb #394cff42
 TRAIN_DEFAULTS = dict(
     data='synthetic',     # 'synthetic' (the built-in synthetic set), a JD label file, or a CSV of path + label names
     test=None,            # labelled test file in the same format (for 'synthetic': its test split)
@@ -79,7 +80,7 @@ TRAIN_DEFAULTS = dict(
     deterministic='auto', # deterministic kernels: True, False or 'auto' (on the CPU only)
     cudnn_benchmark='auto', # let cuDNN time its kernels and keep the fastest: True, False or 'auto' (on a GPU, unless deterministic)
     bad_images='error',   # 'error': stop before training listing unusable or missing images; 'skip': leave them out, recorded
-    checkpoint_every=1,   # write `checkpoint.pt` (all a resume needs) every this many epochs; 0: never
+    checkpoint_every=1,   # write `checkpoint.safetensors` (all a resume needs) every this many epochs; 0: never
     name=None,            # run folder name (default: arch-loss-seed-time)
     out=None,             # parent of run folders (default: models_path())
 )
@@ -201,32 +202,44 @@ def load_data(cfg:dict):
         test = None if cfg['test'] is None else _read_labels(cfg['test'], cfg['image_dir'], dev.attrs['vocab'], check, 'test')
     return dev, test
 
-# %% ../nbs/07_train.ipynb #1d983714
+# %% ../nbs/07_train.ipynb #d72c6fec
+def _tensors_in(o, out:list)->list:
+    "The tensors in nested dicts, lists and tuples `o`, in the order `HostSnapshot` meets them"
+    if isinstance(o, torch.Tensor): out.append(o)
+    elif isinstance(o, dict):
+        for v in o.values(): _tensors_in(v, out)
+    elif isinstance(o, (list, tuple)):
+        for v in o: _tensors_in(v, out)
+    return out
+
 class HostSnapshot:
-    "Copy the tensors of nested dicts, lists and tuples into host buffers kept from call to call; from a GPU without waiting"
-    def __init__(self): self._bufs, self._gpus, self._events = {}, set(), []
+    "Copy the tensors of nested dicts, lists and tuples into one block of host memory kept from call to call; from a GPU without waiting"
+    def __init__(self): self._block, self._layout, self._views, self._events = None, None, None, []
 
-    def _buffer(self, key, t:torch.Tensor)->torch.Tensor:
-        pin = t.device.type == 'cuda'  # pinned memory: the copy from the GPU runs without the host waiting
-        b, was_pinned = self._bufs.get(key, (None, None))
-        if b is None or b.shape != t.shape or b.dtype != t.dtype or was_pinned != pin:
-            b = torch.empty(t.shape, dtype=t.dtype, pin_memory=pin)
-            self._bufs[key] = b, pin
-        if pin: self._gpus.add(t.device)
-        return b
-
-    def _copy(self, o, key:tuple):
-        if isinstance(o, torch.Tensor):  # without waiting from a GPU (`ready` waits); other devices: a blocking copy
-            return self._buffer(key, o).copy_(o.detach(), non_blocking=o.device.type in ('cuda', 'cpu'))
-        if isinstance(o, dict): return {k: self._copy(v, key + (k,)) for k, v in o.items()}
-        if isinstance(o, (list, tuple)): return type(o)(self._copy(v, key + (i,)) for i, v in enumerate(o))
-        return o
+    def _place(self, ts:list)->list:
+        "Host tensors like `ts`, views of one block: the last call's if shapes and dtypes are the same, else a new block"
+        pin = any(t.device.type == 'cuda' for t in ts)  # pinned memory: the copies from the GPU run without the host waiting
+        layout = (pin, [(t.shape, t.dtype) for t in ts])
+        if layout != self._layout:
+            sizes = [t.numel() * t.element_size() for t in ts]
+            block, views, off = torch.empty(sum(sizes), dtype=torch.uint8, pin_memory=pin), [None] * len(ts), 0
+            for i in sorted(range(len(ts)), key=lambda i: -ts[i].element_size()):  # widest first: each view starts aligned
+                views[i] = block[off:off + sizes[i]].view(ts[i].dtype).view(ts[i].shape); off += sizes[i]
+            self._block, self._layout, self._views = block, layout, views
+        return self._views
 
     def take(self, o):
-        "`o` with every tensor copied into this snapshot's buffers (copies from a GPU are queued: see `ready`)"
-        self._gpus = set()
-        out = self._copy(o, ())
-        self._events = [torch.cuda.current_stream(d).record_event() for d in self._gpus]
+        "`o` with every tensor copied into this snapshot's block of host memory (copies from a GPU are queued: see `ready`)"
+        ts = _tensors_in(o, [])
+        bufs, gpus = iter(self._place(ts)), {t.device for t in ts if t.device.type == 'cuda'}
+        def copy(o):
+            if isinstance(o, torch.Tensor):  # without waiting from a GPU (`ready` waits); other devices: a blocking copy
+                return next(bufs).copy_(o.detach(), non_blocking=o.device.type in ('cuda', 'cpu'))
+            if isinstance(o, dict): return {k: copy(v) for k, v in o.items()}
+            if isinstance(o, (list, tuple)): return type(o)(copy(v) for v in o)
+            return o
+        out = copy(o)
+        self._events = [torch.cuda.current_stream(d).record_event() for d in gpus]
         return out
 
     def ready(self):
@@ -316,11 +329,12 @@ class PlainTensors(Callback):
         plain = lambda b: tuple(t.as_subclass(torch.Tensor) if isinstance(t, torch.Tensor) else t for t in b)
         self.learn.xb, self.learn.yb = plain(self.xb), plain(self.yb)
 
-# %% ../nbs/07_train.ipynb #a8077d88
-CHECKPOINT_FORMAT = 1
+# %% ../nbs/07_train.ipynb #86393370
+CHECKPOINT_FORMAT = 2  # 1: `checkpoint.pt`, written by `torch.save` (still read)
+CHECKPOINT_NAME = 'checkpoint.safetensors'
 
 def _plain(o):
-    "`o` with NumPy values made Python values, which `torch.load(weights_only=True)` accepts"
+    "`o` with NumPy values made Python values, which a checkpoint holds"
     if isinstance(o, torch.Tensor): return o
     if isinstance(o, np.ndarray): return o.tolist()
     if isinstance(o, np.generic): return o.item()
@@ -362,7 +376,7 @@ def set_rng_states(states:dict, dls=None,
 class CheckpointCallback(Callback):
     "Every `every` epochs and at each stage's last, write all a resume needs to `fname`, atomically, in the background"
     order = 70  # after BestF2Callback (60), RunHistory (61) and SWACallback (62) have done their epoch's work
-    def __init__(self, fname, # the checkpoint file (`checkpoint.pt`)
+    def __init__(self, fname, # the checkpoint file (`checkpoint.safetensors`)
                  best:BestF2Callback, # the run's best-F2 tracker (its writer writes the checkpoint too, after the weights)
                  history:RunHistory, # the run's history
                  every:int=1, # epochs between checkpoints; 0: none
@@ -389,7 +403,9 @@ class CheckpointCallback(Callback):
         if not self.background: self.wait()
 
     def _write(self, ck):
-        with atomic_write(self.fname, 'wb') as f: torch.save(ck, f)
+        tensors = {}
+        header = json.dumps(_pack(ck, tensors))
+        write_safetensors(tensors, self.fname, metadata=dict(checkpoint=header))
 
     def wait(self):
         "Wait for the checkpoint being written; raise its error if writing failed"
@@ -398,17 +414,50 @@ class CheckpointCallback(Callback):
     def after_fit(self): self.wait()
     def after_cancel_fit(self): self.wait()
 
-def load_checkpoint(fname, # a `checkpoint.pt` written by `CheckpointCallback`
+def _pack(o, tensors:dict, path:str='')->object:
+    "`o` as JSON values, each tensor put in `tensors` and replaced by `{'__tensor__': its name}`"
+    if isinstance(o, torch.Tensor):
+        name = path if path not in tensors else f'{path}#{len(tensors)}'
+        tensors[name] = o
+        return {'__tensor__': name}
+    if isinstance(o, dict):
+        if all(isinstance(k, str) and not k.startswith('__') for k in o): return {k: _pack(v, tensors, f'{path}/{k}') for k, v in o.items()}
+        return {'__items__': [[_pack(k, tensors, f'{path}/key{i}'), _pack(v, tensors, f'{path}/{k}')] for i, (k, v) in enumerate(o.items())]}
+    if isinstance(o, tuple): return {'__tuple__': [_pack(v, tensors, f'{path}/{i}') for i, v in enumerate(o)]}
+    if isinstance(o, list): return [_pack(v, tensors, f'{path}/{i}') for i, v in enumerate(o)]
+    if o is None or isinstance(o, (bool, int, float, str)): return o
+    raise TypeError(f"a checkpoint holds tensors and plain Python values: {path or 'the checkpoint'} is a {type(o).__name__}")
+
+def _unpack(o, tensors:dict):
+    "What `_pack` gave, with the tensors put back"
+    if isinstance(o, list): return [_unpack(v, tensors) for v in o]
+    if not isinstance(o, dict): return o
+    if '__tensor__' in o: return tensors[o['__tensor__']]
+    if '__items__' in o: return {_unpack(k, tensors): _unpack(v, tensors) for k, v in o['__items__']}
+    if '__tuple__' in o: return tuple(_unpack(v, tensors) for v in o['__tuple__'])
+    return {k: _unpack(v, tensors) for k, v in o.items()}
+
+def checkpoint_file(run)->Path:
+    "The checkpoint of run folder `run`: `checkpoint.safetensors`, or the `checkpoint.pt` of an earlier version"
+    new, old = Path(run)/CHECKPOINT_NAME, Path(run)/'checkpoint.pt'
+    return old if old.exists() and not new.exists() else new
+
+def load_checkpoint(fname, # a checkpoint written by `CheckpointCallback` (`checkpoint.safetensors`, or an earlier `checkpoint.pt`)
                     device=None)->dict: # where its tensors go (default: the CPU)
-    "Read a checkpoint safely (`weights_only=True`) and check its format"
+    "Read a checkpoint safely (no pickled code runs) and check its format"
     fname = Path(fname)
     if not fname.is_file():
         raise FileNotFoundError(f"{fname}: no checkpoint; the run stopped before the end of its first epoch, so start it again")
-    try: ck = torch.load(fname, map_location=device or 'cpu', weights_only=True)
+    try:
+        if weights_format(fname) == 'safetensors':
+            with safetensors.safe_open(fname, 'pt', device=str(torch.device(device or 'cpu'))) as f:
+                header, tensors = (f.metadata() or {}).get('checkpoint'), {k: f.get_tensor(k) for k in f.keys()}
+            ck = None if header is None else _unpack(json.loads(header), tensors)
+        else: ck = torch.load(fname, map_location=device or 'cpu', weights_only=True)  # format 1
     except Exception as e: raise InputError(fname, f"not a readable checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
-    if not isinstance(ck, dict) or ck.get('format') != CHECKPOINT_FORMAT:
-        got = ck.get('format') if isinstance(ck, dict) else type(ck).__name__
-        raise InputError(fname, f"checkpoint format {got!r}; this version of fashion_style reads format {CHECKPOINT_FORMAT}")
+    if not isinstance(ck, dict) or ck.get('format') not in (1, CHECKPOINT_FORMAT):
+        got = ck.get('format') if isinstance(ck, dict) else 'none' if ck is None else type(ck).__name__
+        raise InputError(fname, f"checkpoint format {got!r}; this version of fashion_style reads formats 1 and {CHECKPOINT_FORMAT}")
     return ck
 
 class _Resume(Callback):
@@ -458,7 +507,7 @@ def evaluate_weights(learn, fname, dls_by_split:dict, vocab)->dict:
     return dict(probs=probs, targets=targets, thresholds=np.asarray(thresholds),
                 table=f2_table(probs, targets, thresholds, vocab))
 
-# %% ../nbs/07_train.ipynb #4f0b8e97
+# %% ../nbs/07_train.ipynb #488e9145
 log = logging.getLogger('fashion_style.train')
 
 def _versions():
@@ -472,7 +521,7 @@ def _run_dir(cfg)->Path:
     run = out/name
     if run.exists() and any(run.iterdir()):
         why = (" (a run that stopped before its first checkpoint: nothing in it can be resumed)"
-               if (run/'config.json').exists() and not (run/'checkpoint.pt').exists() and not (run/'results.json').exists() else "")
+               if (run/'config.json').exists() and not checkpoint_file(run).exists() and not (run/'results.json').exists() else "")
         raise FileExistsError(f"run folder {run} already holds files{why}: choose another name (name= / --name) or remove the folder")
     run.mkdir(parents=True, exist_ok=True)
     return run
@@ -543,7 +592,7 @@ def apply_speed(learn, speed:dict):
         torch.backends.cudnn.deterministic = speed['deterministic']
     return learn
 
-# %% ../nbs/07_train.ipynb #c1f6d48a
+# %% ../nbs/07_train.ipynb #6f8dfccb
 def _stages(cfg, pretrained:bool)->list:
     "The recipe's fits: `(stage, epochs)`; the frozen stage only with a pretrained backbone"
     if pretrained and cfg['frozen_epochs']: return [('frozen', cfg['frozen_epochs']), ('unfrozen', cfg['epochs'])]
@@ -552,7 +601,7 @@ def _stages(cfg, pretrained:bool)->list:
 
 def _interrupted(run:Path, what:str, trained:bool=False)->str:
     "What to do after Ctrl-C stopped `what` of `run` (`trained`: after every epoch had finished)"
-    if (run/'checkpoint.pt').exists():
+    if checkpoint_file(run).exists():
         return (f"\n{what} was interrupted. Resume from the last checkpoint with `fashion_style_train --resume {run}` or "
                 f"`train(resume='{run}')`")
     if trained: return (f"\n{what} was interrupted. The run keeps no resume checkpoint (checkpoint_every=0), so finishing it "
@@ -609,7 +658,7 @@ def _resumed_records(run:Path, best:BestF2Callback, ck:dict, stage_names:list)->
 
 def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword arguments override it
           progress:bool=True, # show fastai's progress bars
-          resume=None, # a run folder to continue from its `checkpoint.pt` (with its own config: pass no other)
+          resume=None, # a run folder to continue from its checkpoint (with its own config: pass no other)
           cbs=None, # extra fastai callbacks for every fit of the recipe
           **kwargs)->Path:
     "Run the paper's recipe for one model (or finish an interrupted one); return its run folder"
@@ -655,7 +704,8 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
     apply_speed(learn, speed)
     if resume is not None:
         on_rank0(_check_resumable, run, split, vocab, info['vocab'])
-        ck = load_checkpoint(run/'checkpoint.pt', device) if not distributed else to_device(on_rank0(load_checkpoint, run/'checkpoint.pt'), device)
+        ck_file = checkpoint_file(run)
+        ck = load_checkpoint(ck_file, device) if not distributed else to_device(on_rank0(load_checkpoint, ck_file), device)
     else:
         run, ck = on_rank0(_run_dir, cfg), None  # the default name has the time: rank 0 names the folder for all
         skipped = pd.concat([dls.skipped.assign(split='development'), *([test_skipped.assign(split='test')] if test is not None else [])])
@@ -675,7 +725,7 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
     if distributed: learn.add_cb(DDPTrainer())  # what `Learner.ddp_ctx` adds: DDP, loaders split, outputs gathered
     best = BestF2Callback(run/'model.safetensors', monitor=cfg['monitor'])
     history = RunHistory(run/'history.csv')
-    checkpoint = CheckpointCallback(run/'checkpoint.pt', best, history, every=cfg['checkpoint_every'])
+    checkpoint = CheckpointCallback(run/CHECKPOINT_NAME, best, history, every=cfg['checkpoint_every'])
     stages = _stages(cfg, pretrained)
     if ck is not None:
         best.best, best.best_epoch = ck['best']['value'], tuple(ck['best']['epoch']) or None
@@ -736,8 +786,8 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
             _write_json(thresholds, run/'thresholds.json')
             with atomic_write(run/'f2.csv', 'w') as f: pd.concat(tables).to_csv(f, index=False, float_format='%.4f')
             _write_json(results, run/'results.json')
-            (run/'checkpoint.pt').unlink(missing_ok=True)  # a finished run is not resumed: its resume state (weights,
-                                                           # optimizer moments, SWA average) is 3-4 times the weights
+            for f in (run/CHECKPOINT_NAME, run/'checkpoint.pt'): f.unlink(missing_ok=True)  # a finished run is not resumed: its resume
+                                                      # state (weights, optimizer moments, SWA average) is 3-4 times the weights
     except KeyboardInterrupt:
         if rank == 0: print(_interrupted(run, 'The evaluation after training', trained=True), file=sys.stderr)
         raise

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 import safetensors.torch
-from ..core import atomic_path
+from ..core import write_safetensors
 from fastcore.basics import store_attr
 from fastai.callback.core import Callback, GatherPredsCallback
 from fastai.callback.tracker import SaveModelCallback
@@ -93,15 +93,11 @@ def update_bn(model:nn.Module,    # model whose BatchNorm running statistics are
     return n
 
 # %% ../../nbs/06_callback.swa.ipynb #556fb8de
-def save_safetensors(model:nn.Module|dict, # a model, or a state dict of host tensors that share no memory
+def save_safetensors(model:nn.Module|dict, # a model, or a state dict of host tensors
                      fname, metadata:dict|None=None)->Path:
-    "Write `model`'s state dict to `fname` as safetensors, atomically (temporary file, then rename)"
-    fname = Path(fname); fname.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(model, nn.Module):  # copies: tied weights share storage, which safetensors refuses
-        sd = {k: v.detach().to('cpu', copy=True).contiguous() for k, v in model.state_dict().items()}
-    else: sd = {k: v.detach().contiguous() for k, v in model.items()}
-    with atomic_path(fname) as tmp: safetensors.torch.save_file(sd, tmp, metadata={k: str(v) for k, v in (metadata or {}).items()})
-    return fname
+    "Write `model`'s state dict to `fname` as safetensors, atomically (temporary file, then rename), with `write_safetensors`"
+    sd = model.state_dict() if isinstance(model, nn.Module) else model
+    return write_safetensors({k: v.detach().cpu() for k, v in sd.items()}, fname, metadata=metadata)
 
 def load_safetensors(model:nn.Module, fname, strict:bool=True)->nn.Module:
     "Load a state dict written by `save_safetensors` into `model` (on the device of its parameters)"
