@@ -68,8 +68,9 @@ def time_copies(state, device, reps:int, ops:int=20000)->dict:
         def st_write():  # as `CheckpointCallback` writes it
             tensors = {}; header = json.dumps(_pack(c, tensors))
             write_safetensors(tensors, os.path.join(d, 'checkpoint.safetensors'), metadata=dict(checkpoint=header))
-        def pt_write():
-            with atomic_write(os.path.join(d, 'checkpoint.pt'), 'wb') as f: torch.save(_plain(c), f)
+        separate = _plain(torch.utils._pytree.tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, c))
+        def pt_write():  # from tensors of their own, as earlier versions' snapshots were (torch.save refuses views of one block as several dtypes)
+            with atomic_write(os.path.join(d, 'checkpoint.pt'), 'wb') as f: torch.save(separate, f)
         writes = {}
         for name, fn in (('safetensors', st_write), ('torch_save', pt_write)):
             t = []

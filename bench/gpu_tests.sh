@@ -6,7 +6,7 @@
 # - the project's console scripts (which some tests run, from beside `sys.executable`) are made as small launchers
 #   next to a link to python3, and the tests run with that link as their Python.
 # Run from the project root: `OUT=... bash bench/gpu_tests.sh`. NOTEBOOKS (default: those with `#| cuda` cells),
-# TEST_FLAGS (default: cuda), CUDA_TESTS_S (time limit, default 300 s). Writes $OUT/cuda_tests.log.
+# TEST_FLAGS (default: cuda), CUDA_TESTS_S (time limit, default 300 s). Writes the whole output to $OUT/cuda_tests.log.
 set -o pipefail
 export OUT=${OUT:-bench/results/latest}; mkdir -p "$OUT"
 site=$(mktemp -d); bin=$(mktemp -d)
@@ -30,8 +30,9 @@ launcher nbdev_test nbdev.test nbdev_test
 nbs=${NOTEBOOKS:-$(grep -l '#| cuda' nbs/*.ipynb | xargs -n1 basename | paste -sd'|')}
 echo "notebooks: $nbs; flags: ${TEST_FLAGS-cuda}" | tee "$OUT/cuda_tests.log"
 PATH="$bin:$PATH" timeout "${CUDA_TESTS_S:-300}" "$bin/nbdev_test" --path nbs --file_re "^($nbs)$" --flags "${TEST_FLAGS-cuda}" \
-  --n_workers "${TEST_WORKERS:-3}" --timing 2>&1 | grep -v -i "warn" | tail -60 | tee -a "$OUT/cuda_tests.log"
+  --n_workers "${TEST_WORKERS:-3}" --timing 2>&1 | grep -v -i "warn" >> "$OUT/cuda_tests.log"
 rc=${PIPESTATUS[0]}
+tail -60 "$OUT/cuda_tests.log"  # the whole log is in the file: a failure's message can be longer than this
 echo "nbdev_test exit status: $rc" | tee -a "$OUT/cuda_tests.log"
 rm -rf "$site" "$bin"
 exit "$rc"

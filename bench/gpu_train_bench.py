@@ -10,7 +10,8 @@ For each architecture (default densenet121 and resnet18) at 224 px, batch 128, b
   (best weights, history, SWA, checkpoint). The run's `history.csv` seconds are kept beside them
   (`history_epoch_s`): they are taken before the SWA and checkpoint callbacks' end-of-epoch work, so they leave it
   out. The first epoch (cuDNN autotuning) is left out.
-- **plain**: a plain PyTorch loop on the same GPU, same model, batch and precision over the same cache tensor in
+- **plain**: a plain PyTorch loop on the same GPU, same model (the network `train` builds: timm body and fastai's
+  head; `--plain-model timm` puts timm's own classifier in its place, as runs 1-6 did), batch and precision over the same cache tensor in
   GPU memory: gather a batch, flip half, normalize, channels-last, forward/backward, fused AdamW; then validation
   (forward only) with the same F2 threshold search on the gathered predictions. Timed the same way, per epoch.
 - **ceiling**: the plain training step on one static batch (no input work at all), images/s.
@@ -218,13 +219,21 @@ def project_epochs(df_file, image_dir, arch, a, dev, cache_dir, out, cudnn_bench
                 results=json.loads((run/'results.json').read_text()), run=str(run), cuda_syncs=syncs.rows or None, profile=prof.summary,
                 timeline=tl.tl.summary())
 
+def plain_model(arch:str, kind:str='project')->torch.nn.Module:
+    "The plain loop's network: 'project' = the one `train` trains (timm body, fastai's head, as `style_learner` builds it); 'timm' = timm's own 13-output classifier"
+    if kind == 'timm':
+        import timm
+        return timm.create_model(arch, num_classes=len(STYLES))
+    from fastai.vision.learner import create_timm_model
+    from fashion_style.models import resolve_arch
+    return create_timm_model(resolve_arch(arch), len(STYLES), pretrained=False)[0]
+
 def plain_epochs(images, Y, train_idx, valid_idx, arch, a, dev, stats, cudnn_benchmark, profile:int=0)->dict:
     "A plain PyTorch loop over the GPU cache: train (gather, flip, normalize) + validate + F2 search, per epoch"
-    import timm
     torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = cudnn_benchmark, False
     bf16 = dev.type == 'cuda'
     g = torch.Generator(device='cpu').manual_seed(0)
-    m = timm.create_model(arch, num_classes=len(STYLES)).to(dev).to(memory_format=torch.channels_last)
+    m = plain_model(arch, a.plain_model).to(dev).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(m.parameters(), lr=1e-3, **(dict(fused=True) if dev.type == 'cuda' else {}))
     lossf = torch.nn.BCEWithLogitsLoss()
     mean = torch.tensor(stats[0], device=dev).view(1, 3, 1, 1) * 255
@@ -333,6 +342,9 @@ def main():
                     "the timed runs: a separate run, since the count slows each call down)")
     ap.add_argument('--profile', type=int, default=0, metavar='N', help="profile N training batches of the plain loop and of the "
                     "project (a separate 2-epoch run) and compare their kernels")
+    ap.add_argument('--plain-model', choices=('project', 'timm'), default='project',
+                    help="the plain loop's network: the project's own (timm body + fastai's head, the default) or timm's 13-output "
+                         "classifier (runs 1-6 used it: a cheaper head than the project trains)")
     ap.add_argument('--timeline', action='store_true', help='where each training batch\'s time goes, in both loops: host time per '
                     'step of the batch (wall and CPU), the GPU\'s time per batch, garbage collections, threads (no profiler)')
     ap.add_argument('--gc-freeze', action='store_true', help='also time the project with the objects alive before `train` '
