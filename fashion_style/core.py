@@ -104,10 +104,12 @@ def atomic_write(path, # file to write
     kw = {} if 'b' in mode else dict(encoding=encoding, newline=newline)
     with atomic_path(path) as tmp, open(tmp, mode, **kw) as f: yield f
 
-# %% ../nbs/00_core.ipynb #0b5eb2e1
+# %% ../nbs/00_core.ipynb #0c4e7b67
 _ST_DTYPES = {torch.float64: 'F64', torch.float32: 'F32', torch.float16: 'F16', torch.bfloat16: 'BF16',
               torch.int64: 'I64', torch.int32: 'I32', torch.int16: 'I16', torch.int8: 'I8', torch.uint8: 'U8',
-              torch.bool: 'BOOL'}
+              torch.bool: 'BOOL',
+              **{getattr(torch, k): v for k, v in (('uint16', 'U16'), ('uint32', 'U32'), ('uint64', 'U64'),
+                 ('float8_e4m3fn', 'F8_E4M3'), ('float8_e5m2', 'F8_E5M2')) if hasattr(torch, k)}}  # newer torch only
 
 def _byte_runs(tensors:list)->list:
     "The bytes of `tensors` (contiguous, on the CPU), in order, as uint8 tensors: neighbours in one storage joined"
@@ -115,7 +117,8 @@ def _byte_runs(tensors:list)->list:
     for t in tensors:
         st, a = t.untyped_storage(), t.storage_offset() * t.element_size()
         b = a + t.numel() * t.element_size()
-        if runs and runs[-1][0].data_ptr() == st.data_ptr() and runs[-1][2] == a: runs[-1][2] = b
+        prev = runs[-1] if runs else None  # two storages can start at one address (an empty one, slices of one array)
+        if prev and prev[0].data_ptr() == st.data_ptr() and prev[2] == a and b <= prev[0].nbytes(): prev[2] = b
         else: runs.append([st, a, b])
     return [torch.empty(0, dtype=torch.uint8).set_(st, a, (b - a,)) for st, a, b in runs]
 
@@ -124,18 +127,20 @@ def write_safetensors(tensors:dict, # name -> tensor on the CPU (pinned or not)
                       metadata:dict|None=None, # name -> text, kept in the file's header
                      )->Path:
     "Write `tensors` to `fname` as safetensors, atomically, with the GIL let go while their bytes are written"
-    items = []
+    items, names = [], set()
     for k, t in tensors.items():
         if not isinstance(t, torch.Tensor) or t.device.type != 'cpu':
             raise TypeError(f"write_safetensors: {k!r} must be a tensor on the CPU, got {getattr(t, 'device', type(t).__name__)}")
-        if t.dtype not in _ST_DTYPES: raise TypeError(f"write_safetensors: {k!r} has dtype {t.dtype}, which safetensors does not hold")
-        if k == '__metadata__': raise ValueError("write_safetensors: '__metadata__' is the header's own key; pass it as `metadata=`")
-        items.append((str(k), t.detach().contiguous()))
+        if t.dtype not in _ST_DTYPES: raise TypeError(f"write_safetensors: {k!r} has dtype {t.dtype}, which write_safetensors does not write")
+        if str(k) == '__metadata__': raise ValueError("write_safetensors: '__metadata__' is the header's own key; pass it as `metadata=`")
+        if str(k) in names: raise ValueError(f"write_safetensors: two tensors are named {str(k)!r}")
+        names.add(str(k))
+        items.append((str(k), t.detach().resolve_conj().resolve_neg().contiguous()))  # the values, as a lazily negated view shows them
     # the tensors of one block of memory in memory order, so that neighbours are written at once; the blocks in the
     # order of their first tensor (the file's order does not depend on where memory happens to be)
     first = {}
     for i, (_, t) in enumerate(items): first.setdefault(t.untyped_storage().data_ptr(), i)
-    items.sort(key=lambda kt: (first[kt[1].untyped_storage().data_ptr()], kt[1].storage_offset()))
+    items.sort(key=lambda kt: (first[kt[1].untyped_storage().data_ptr()], kt[1].storage_offset() * kt[1].element_size()))
     header, off = {}, 0
     if metadata: header['__metadata__'] = {str(k): str(v) for k, v in metadata.items()}
     for k, t in items:

@@ -329,7 +329,7 @@ class PlainTensors(Callback):
         plain = lambda b: tuple(t.as_subclass(torch.Tensor) if isinstance(t, torch.Tensor) else t for t in b)
         self.learn.xb, self.learn.yb = plain(self.xb), plain(self.yb)
 
-# %% ../nbs/07_train.ipynb #86393370
+# %% ../nbs/07_train.ipynb #3da79e0f
 CHECKPOINT_FORMAT = 2  # 1: `checkpoint.pt`, written by `torch.save` (still read)
 CHECKPOINT_NAME = 'checkpoint.safetensors'
 
@@ -417,7 +417,8 @@ class CheckpointCallback(Callback):
 def _pack(o, tensors:dict, path:str='')->object:
     "`o` as JSON values, each tensor put in `tensors` and replaced by `{'__tensor__': its name}`"
     if isinstance(o, torch.Tensor):
-        name = path if path not in tensors else f'{path}#{len(tensors)}'
+        name, i = path, len(tensors)
+        while name in tensors: name, i = f'{path}#{i}', i + 1  # a path two values share (a key 'a/b' and a['b'])
         tensors[name] = o
         return {'__tensor__': name}
     if isinstance(o, dict):
@@ -448,13 +449,16 @@ def load_checkpoint(fname, # a checkpoint written by `CheckpointCallback` (`chec
     fname = Path(fname)
     if not fname.is_file():
         raise FileNotFoundError(f"{fname}: no checkpoint; the run stopped before the end of its first epoch, so start it again")
+    kind = weights_format(fname)
+    if kind is None: raise InputError(fname, "not a readable checkpoint: neither a safetensors file nor a torch.save file (empty or damaged?)")
     try:
-        if weights_format(fname) == 'safetensors':
+        if kind == 'safetensors':
             with safetensors.safe_open(fname, 'pt', device=str(torch.device(device or 'cpu'))) as f:
                 header, tensors = (f.metadata() or {}).get('checkpoint'), {k: f.get_tensor(k) for k in f.keys()}
             ck = None if header is None else _unpack(json.loads(header), tensors)
         else: ck = torch.load(fname, map_location=device or 'cpu', weights_only=True)  # format 1
-    except Exception as e: raise InputError(fname, f"not a readable checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
+    except Exception as e:  # (torch's advice to load without weights_only is left out: that would run the file's code)
+        raise InputError(fname, f"not a readable checkpoint ({type(e).__name__}: {str(e).split('Re-running')[0].strip()[:200]})") from None
     if not isinstance(ck, dict) or ck.get('format') not in (1, CHECKPOINT_FORMAT):
         got = ck.get('format') if isinstance(ck, dict) else 'none' if ck is None else type(ck).__name__
         raise InputError(fname, f"checkpoint format {got!r}; this version of fashion_style reads formats 1 and {CHECKPOINT_FORMAT}")
