@@ -235,12 +235,13 @@ def plain_model(arch:str, kind:str='project')->torch.nn.Module:
     from fashion_style.models import resolve_arch
     return create_timm_model(resolve_arch(arch), len(STYLES), pretrained=False)[0]
 
-def plain_epochs(images, Y, train_idx, valid_idx, arch, a, dev, stats, cudnn_benchmark, profile:int=0)->dict:
+def plain_epochs(images, Y, train_idx, valid_idx, arch, a, dev, stats, cudnn_benchmark, profile:int=0, compiled:bool=False)->dict:
     "A plain PyTorch loop over the GPU cache: train (gather, flip, normalize) + validate + F2 search, per epoch"
     torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = cudnn_benchmark, False
     bf16 = dev.type == 'cuda'
     g = torch.Generator(device='cpu').manual_seed(0)
     m = plain_model(arch, a.plain_model).to(dev).to(memory_format=torch.channels_last)
+    if compiled: m.compile()  # torch.compile's default mode, in place (as `train(compile=True)` does)
     opt = torch.optim.AdamW(m.parameters(), lr=1e-3, **(dict(fused=True) if dev.type == 'cuda' else {}))
     lossf = torch.nn.BCEWithLogitsLoss()
     mean = torch.tensor(stats[0], device=dev).view(1, 3, 1, 1) * 255
@@ -358,6 +359,9 @@ def main():
                     'step of the batch (wall and CPU), the GPU\'s time per batch, garbage collections, threads (no profiler)')
     ap.add_argument('--gc-freeze', action='store_true', help='also time the project with the objects alive before `train` '
                     'frozen out of garbage collection (`gc.freeze()`)')
+    ap.add_argument('--compile', nargs='*', default=[], metavar='ARCH', help='for these archs, also time both loops with the model '
+                    'compiled (torch.compile, default mode; the project with `compile=True`); their first epoch, which compiles, '
+                    'is left out of the rate as every first epoch is, and reported as `first_epoch_s`')
     ap.add_argument('--smoke', action='store_true', help='tiny, on the CPU: checks the code only')
     a = ap.parse_args()
     a.cudnn_benchmark = [bool(b) for b in a.cudnn_benchmark]
@@ -400,19 +404,25 @@ def main():
             if a.sync_count: kinds.append((f'project_bench{int(a.cudnn_benchmark[-1])}_syncs', 'syncs', a.cudnn_benchmark[-1]))
             if a.gc_freeze: kinds.append((f'project_bench{int(a.cudnn_benchmark[-1])}_gcfreeze', 'gcfreeze', a.cudnn_benchmark[-1]))
             if a.profile: kinds.append((f'project_bench{int(a.cudnn_benchmark[-1])}_profile', 'profile', a.cudnn_benchmark[-1]))
+            if arch in a.compile:
+                b = a.cudnn_benchmark[-1]
+                kinds += [(f'plain_bench{int(b)}_compiled', 'plain_compiled', b), (f'project_bench{int(b)}_compiled', 'compiled', b)]
             for kind, k, b in kinds:
-                fn = ((lambda: plain_epochs(images, Y, train_idx, valid_idx, arch, a, dev, stats, b,
-                                            profile=a.profile if b == a.cudnn_benchmark[-1] else 0)) if k == 'plain' else
+                fn = ((lambda: plain_epochs(images, Y, train_idx, valid_idx, arch, a, dev, stats, b, compiled=k == 'plain_compiled',
+                                            profile=a.profile if b == a.cudnn_benchmark[-1] and k == 'plain' else 0))
+                      if k in ('plain', 'plain_compiled') else
                       (lambda: project_epochs(dest/'train.txt', dest/'images', arch, a, dev, cache_dir, work/'runs', b,
                                               **(dict(checkpoint_every=0, name=f'{arch}-nockpt') if k == 'nockpt' else
                                                  dict(ckpt_foreground=True, name=f'{arch}-fgckpt') if k == 'fgckpt' else
                                                  dict(sync_count=True, name=f'{arch}-syncs') if k == 'syncs' else
                                                  dict(gc_freeze=True, name=f'{arch}-gcfreeze') if k == 'gcfreeze' else
-                                                 dict(profile=a.profile, name=f'{arch}-profile') if k == 'profile' else {}))))
+                                                 dict(profile=a.profile, name=f'{arch}-profile') if k == 'profile' else
+                                                 dict(compile=True, name=f'{arch}-compiled') if k == 'compiled' else {}))))
                 try:
                     if dev.type == 'cuda': torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats(dev)
                     r[kind] = fn()
                     if dev.type == 'cuda': r[kind]['gpu_peak_gb'] = torch.cuda.max_memory_allocated(dev) / 1e9
+                    r[kind]['first_epoch_s'] = float(r[kind]['epoch_s_all'][0])  # kernel tuning, and compiling where asked
                     if r[kind].get('cuda_syncs'):
                         cs = pd.DataFrame(r[kind]['cuda_syncs']).groupby('phase')[['syncs', 'batches']].sum()
                         print(f"{arch:12s} {kind:22s} CUDA synchronising calls per batch (epochs 2+): "
@@ -433,7 +443,15 @@ def main():
                     print(f"{arch:12s} cudnn.benchmark={b}: project / plain = {pr['img_s'] / pl['img_s']:.3f}; plain training "
                           f"ceiling (static batch) {pl['ceiling_train_img_s']:.0f} images/s; plain bf16 inference from the "
                           f"cache {pl['infer_cache_img_s']:.0f} images/s", flush=True)
-            done = [v for k, v in r.items() if k.startswith('project') and not k.endswith(('nockpt', 'fgckpt', 'syncs', 'profile', 'gcfreeze')) and 'img_s' in v]
+            b = int(a.cudnn_benchmark[-1])
+            pc, pl, plc = (r.get(k, {}) for k in (f'project_bench{b}_compiled', f'plain_bench{b}', f'plain_bench{b}_compiled'))
+            if 'img_s' in pc and 'img_s' in pl:
+                r[f'ratio_bench{b}_compiled'] = pc['img_s'] / pl['img_s']
+                print(f"{arch:12s} compiled project / eager plain = {pc['img_s'] / pl['img_s']:.3f}"
+                      + (f"; compiled project / compiled plain = {pc['img_s'] / plc['img_s']:.3f}" if 'img_s' in plc else '')
+                      + f"; first epoch (compiling) {pc['first_epoch_s']:.1f} s, against {r.get(f'project_bench{b}', {}).get('first_epoch_s', float('nan')):.1f} s eager", flush=True)
+            # the projection uses eager runs: compiling costs minutes per stage, which an epoch's rate leaves out
+            done = [v for k, v in r.items() if k.startswith('project') and not k.endswith(('nockpt', 'fgckpt', 'syncs', 'profile', 'gcfreeze', 'compiled')) and 'img_s' in v]
             if done:
                 best = max(done, key=lambda v: v['img_s'])
                 r['project'] = best

@@ -27,8 +27,8 @@ from .core import models_path, atomic_write
 # %% auto #0
 __all__ = ['PAPER_ARCHS', 'LITE0', 'LOCAL_WEIGHTS', 'resolve_arch', 'normalize_stats', 'has_pretrained', 'hub_offline',
            'check_pretrained', 'lite0_state_dict', 'efficientnet_lite0_file', 'HostScheds', 'host_combined_cos',
-           'StyleLearner', 'HostValue', 'StyleProgressCallback', 'DeviceAvgLoss', 'DeviceSmoothLoss', 'HostLosses',
-           'weights_format', 'style_learner']
+           'StyleParamScheduler', 'StyleLearner', 'StyleRecorder', 'HostValue', 'StyleProgressCallback',
+           'DeviceAvgLoss', 'DeviceSmoothLoss', 'HostLosses', 'weights_format', 'style_learner']
 
 # %% ../nbs/05_models.ipynb #87c3fba1
 PAPER_ARCHS = {'ResNet18': 'resnet18', 'DenseNet121': 'densenet121', 'DenseNet161': 'densenet161',
@@ -153,7 +153,7 @@ def efficientnet_lite0_file(dest=None)->Path:
 
 LOCAL_WEIGHTS = {LITE0: efficientnet_lite0_file}
 
-# %% ../nbs/05_models.ipynb #4e281a17
+# %% ../nbs/05_models.ipynb #20441c10
 def _default_loss(loss_func): return BCEWithLogitsLossFlat() if loss_func is None else loss_func
 
 class _Messages(logging.Handler):
@@ -201,6 +201,17 @@ def host_combined_cos(pct, start, middle, end):
     "fastai's `combined_cos` (cosine from `start` to `middle` over `pct` of the fit, then to `end`), as `HostScheds`"
     return HostScheds([pct, 1 - pct], [SchedCos(start, middle), SchedCos(middle, end)])
 
+class StyleParamScheduler(ParamScheduler):
+    "fastai's `ParamScheduler` (as `learn.param_scheduler`), reading the learner's attributes directly: the same schedules"
+    @property
+    def name(self): return 'param_scheduler'
+    def before_batch(self):
+        learn = self.learn
+        for n, f in self.scheds.items(): learn.opt.set_hyper(n, f(learn.pct_train))
+    def after_batch(self):
+        h = self.learn.opt.hypers[-1]  # one read of the hyper-parameters for every schedule
+        for p in self.scheds: self.hps[p].append(h[p])
+
 _GATHER_BATCH = GatherPredsCallback.after_batch.__code__  # the per-batch copies `StyleLearner.get_preds` keeps on the device
 
 class StyleLearner(Learner):
@@ -221,6 +232,14 @@ class StyleLearner(Learner):
             if event_name in _inner_loop: cbs = [cb for cb in cbs if hasattr(cb, event_name)]
             self._event_cbs[event_name] = cbs
         for cb in cbs: cb(event_name)
+
+    def _set_device(self, b):
+        "fastai's `_set_device`; a batch of tensors already on the device (the fast pipeline's) is passed on as it is"
+        dev = getattr(self.dls, 'device', None)
+        if isinstance(b, tuple) and isinstance(dev, torch.device) and dev == next(self.model.parameters()).device:
+            if dev.type == 'cuda' and dev.index is None: dev = torch.device('cuda', torch.cuda.current_device())
+            if all(isinstance(t, torch.Tensor) and t.device == dev for t in b): return b
+        return super()._set_device(b)
 
     def to_detach(self, b, cpu=True, gather=True):
         "fastai's `to_detach`; inside `get_preds`, the outputs, targets and losses it collects stay on the device"
@@ -245,7 +264,7 @@ class StyleLearner(Learner):
         lr_max = np.array([h['lr'] for h in self.opt.hypers])
         scheds = {'lr': host_combined_cos(pct_start, lr_max / div, lr_max, lr_max / div_final),
                   'mom': host_combined_cos(pct_start, *(self.moms if moms is None else moms))}
-        self.fit(n_epoch, cbs=ParamScheduler(scheds) + L(cbs), reset_opt=reset_opt, wd=wd, start_epoch=start_epoch)
+        self.fit(n_epoch, cbs=StyleParamScheduler(scheds) + L(cbs), reset_opt=reset_opt, wd=wd, start_epoch=start_epoch)
 
     @contextmanager
     def no_bar(self):
@@ -255,6 +274,22 @@ class StyleLearner(Learner):
         try: yield self
         finally:
             if cb is not None: self.add_cb(cb)
+
+class StyleRecorder(Recorder):
+    "fastai's `Recorder` (as `learn.recorder`), its per-batch bookkeeping in plain Python: the same records"
+    @property
+    def name(self): return 'recorder'
+    def after_batch(self):
+        learn = self.learn  # fastai's reaches the learner's attributes through `GetAttr`, about 15 lookups a batch
+        if len(learn.yb) == 0: return
+        if not learn.training:
+            if self.valid_metrics:
+                for met in (self.loss, *learn.metrics): met.accumulate(learn)
+            return
+        for met in (self.smooth_loss, *(learn.metrics if self.train_metrics else ())): met.accumulate(learn)
+        self.lrs.append(learn.opt.hypers[-1]['lr'])
+        learn.smooth_loss = v = self.smooth_loss.value
+        self.losses.append(v)
 
 class HostValue:
     "The newest value of a device scalar that has reached the host, read without making the host wait for the device"
@@ -390,8 +425,11 @@ def style_learner(dls,               # DataLoaders whose `vocab` are the labels 
     if weights_file is not None and misfit: raise RuntimeError(f"{weights_file} does not fit {arch!r}: {misfit[0][:300]}...: {fit_help}")
     learn.weights_file = weights_file
     learn.__class__ = StyleLearner  # `vision_learner` builds a plain `Learner`; StyleLearner adds a faster dispatch
-    rec = learn.recorder  # fastai's loss trackers copy each batch's loss to the CPU, which makes the CPU wait for the GPU
-    rec.loss, rec.smooth_loss = DeviceAvgLoss(), DeviceSmoothLoss(beta=rec.smooth_loss.beta)
+    old = learn.recorder
+    rec = StyleRecorder(add_time=old.add_time, train_metrics=old.train_metrics, valid_metrics=old.valid_metrics)
+    learn.remove_cb(old); learn.add_cb(rec)
+    # fastai's loss trackers copy each batch's loss to the CPU, which makes the CPU wait for the GPU
+    rec.loss, rec.smooth_loss = DeviceAvgLoss(), DeviceSmoothLoss(beta=old.smooth_loss.beta)
     learn.add_cb(HostLosses())
     if isinstance(getattr(learn, 'progress', None), ProgressCallback):  # fastai's reads the loss with `.item()`
         learn.remove_cb(learn.progress); learn.add_cb(StyleProgressCallback())

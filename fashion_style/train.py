@@ -38,7 +38,7 @@ __all__ = ['TRAIN_DEFAULTS', 'CHECKPOINT_FORMAT', 'CHECKPOINT_NAME', 'log', 'tra
            'evaluate_weights', 'speed_settings', 'StyleOptimWrapper', 'style_opt_func', 'apply_speed', 'train',
            'train_cli', 'flags_config']
 
-# %% ../nbs/07_train.ipynb #394cff42
+# %% ../nbs/07_train.ipynb #76cafc8a
 TRAIN_DEFAULTS = dict(
     data='synthetic',     # 'synthetic' (the built-in synthetic set), a JD label file, or a CSV of path + label names
     test=None,            # labelled test file in the same format (for 'synthetic': its test split)
@@ -79,16 +79,19 @@ TRAIN_DEFAULTS = dict(
     optimizer='auto',     # 'fastai' (fastai's Adam), 'adamw' (torch's AdamW: fused on a GPU) or 'auto' (adamw on a GPU)
     deterministic='auto', # deterministic kernels: True, False or 'auto' (on the CPU only)
     cudnn_benchmark='auto', # let cuDNN time its kernels and keep the fastest: True, False or 'auto' (on a GPU, unless deterministic)
+    compile=False,        # `torch.compile` the model (in place): False, True, or a mode ('reduce-overhead', 'max-autotune', ...);
+                          # minutes of compiling at the start of each stage, then faster batches where launches bound a step
     bad_images='error',   # 'error': stop before training listing unusable or missing images; 'skip': leave them out, recorded
     checkpoint_every=1,   # write `checkpoint.safetensors` (all a resume needs) every this many epochs; 0: never
     name=None,            # run folder name (default: arch-loss-seed-time)
     out=None,             # parent of run folders (default: models_path())
 )
 
-# %% ../nbs/07_train.ipynb #72448fc3
+# %% ../nbs/07_train.ipynb #b06ed71e
 _CHOICES = dict(pipeline=('auto', 'fastai', 'fast'), precision=('auto', 'fp32', 'bf16', 'fp16'),
                 channels_last=('auto', True, False), optimizer=('auto', 'fastai', 'adamw'),
-                deterministic=('auto', True, False), cudnn_benchmark=('auto', True, False), bad_images=('error', 'skip'))
+                deterministic=('auto', True, False), cudnn_benchmark=('auto', True, False), bad_images=('error', 'skip'),
+                compile=(False, True, 'default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs'))
 
 def _whole(lo): return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= lo
 def _number(ok): return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and ok(v)
@@ -539,7 +542,7 @@ def _write_probs(ids, probs, vocab, fname):
     df = pd.DataFrame(probs, columns=vocab); df.insert(0, 'image_id', list(ids))
     with atomic_write(fname, 'w') as f: df.to_csv(f, index=False, float_format='%.9g')  # float32 exactly: thresholds apply as in memory
 
-# %% ../nbs/07_train.ipynb #8f3c460e
+# %% ../nbs/07_train.ipynb #c3a87e9f
 def _gpu_precision(device)->str:
     "Mixed precision for a GPU: bf16 where the tensor cores have it (Ampere and newer), else fp16"
     return 'bf16' if torch.cuda.get_device_capability(device) >= (8, 0) else 'fp16'
@@ -547,7 +550,7 @@ def _gpu_precision(device)->str:
 def speed_settings(cfg:dict, # a config from `train_config`
                    device=None, # the training device (default: `cfg['device']`, else fastai's `default_device()`)
                   )->dict:
-    "The device, pipeline, precision, channels_last, optimizer and determinism a config gets, with 'auto' resolved"
+    "The device, pipeline, precision, channels_last, optimizer, determinism and compile mode a config gets, with 'auto' resolved"
     device = torch.device(device or cfg.get('device') or default_device())
     gpu = device.type == 'cuda'
     pick = lambda k, on_gpu, on_cpu: (on_gpu if gpu else on_cpu) if cfg[k] == 'auto' else cfg[k]
@@ -556,6 +559,7 @@ def speed_settings(cfg:dict, # a config from `train_config`
                channels_last=pick('channels_last', True, False), optimizer=pick('optimizer', 'adamw', 'fastai'),
                deterministic=pick('deterministic', False, True))
     res['cudnn_benchmark'] = gpu and not res['deterministic'] if cfg['cudnn_benchmark'] == 'auto' else cfg['cudnn_benchmark']
+    res['compile'] = 'default' if cfg.get('compile') is True else cfg.get('compile') or False  # False, or torch.compile's mode
     if res['precision'] != 'fp32' and not gpu:
         raise ValueError(f"precision={res['precision']!r} needs a GPU; on {device} use 'fp32' or 'auto'")
     return res
@@ -578,6 +582,23 @@ class StyleOptimWrapper(OptimWrapper):
             res.append(h)
         return res
 
+    def set_hyper(self, k, v):
+        "fastai's `set_hyper`; a number, or a NumPy array of one per group (what `ParamScheduler` sets every batch), in plain Python"
+        pgs = self.opt.param_groups
+        if isinstance(v, np.ndarray) and v.ndim == 1 and len(v) == len(pgs): vals = list(v)  # what fastai's `L(v)` holds
+        elif isinstance(v, (int, float)) and not isinstance(v, bool): vals = [v] * len(pgs)
+        else: return super().set_hyper(k, v)  # slices, lists, tensors...: fastai's rules and errors
+        key = self.bwd_map[k]
+        if '__' not in key:
+            for pg, v_ in zip(pgs, vals): pg[key] = v_
+            return
+        name, i = key.split('__'); i = int(i)  # a place in a tuple (`betas__0` is fastai's `mom`)
+        for pg, v_ in zip(pgs, vals): pg[name] = (*pg[name][:i], v_, *pg[name][i + 1:])
+
+    # called every batch: straight to torch's optimizer rather than through `GetAttr`'s forwarding
+    def step(self, closure=None): return self.opt.step(closure)
+    def zero_grad(self, set_to_none:bool=True): self.opt.zero_grad(set_to_none=set_to_none)
+
 def style_opt_func(name:str='fastai', # 'fastai' (fastai's `Adam`) or 'adamw' (torch's `AdamW`)
                    device=None): # on CUDA torch's AdamW is fused; elsewhere it uses foreach kernels
     "A fastai `opt_func`: fastai's `Adam`, or torch's `AdamW` through `StyleOptimWrapper`"
@@ -587,8 +608,12 @@ def style_opt_func(name:str='fastai', # 'fastai' (fastai's `Adam`) or 'adamw' (t
     return partial(StyleOptimWrapper, opt=partial(torch.optim.AdamW, **fast))
 
 def apply_speed(learn, speed:dict):
-    "Set up `learn` as `speed` (from `speed_settings`) says: channels-last model, mixed precision, cuDNN autotuning"
+    "Set up `learn` as `speed` (from `speed_settings`) says: channels-last model, mixed precision, cuDNN autotuning, compiling"
     if speed['channels_last']: learn.model.to(memory_format=torch.channels_last)
+    if speed.get('compile'):
+        if not hasattr(torch.nn.Module, 'compile'): raise ValueError(f"compile={speed['compile']!r} needs torch >= 2.2 (this is {torch.__version__})")
+        # in place: the module, its state dict's names and the fastai callbacks that reach into it stay as they are
+        learn.model.compile(mode=speed['compile'])
     if speed['precision'] == 'bf16': learn.to_bf16()
     elif speed['precision'] == 'fp16': learn.to_fp16()
     if torch.device(speed['device']).type == 'cuda':
@@ -797,7 +822,7 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
         raise
     return run
 
-# %% ../nbs/07_train.ipynb #105c32e4
+# %% ../nbs/07_train.ipynb #feb963b0
 def _json_arg(s):
     if s is None or not isinstance(s, str): return s
     try: return json.loads(s)
@@ -839,6 +864,7 @@ def train_cli(config:str=None, # JSON config file (a run's config.json works); f
               optimizer:str=None, # 'auto', 'fastai' or 'adamw'
               deterministic:str=None, # 'auto', true or false
               cudnn_benchmark:str=None, # 'auto', true or false
+              compile:str=None, # torch.compile the model: false, true, or a mode such as reduce-overhead
               bad_images:str=None, # 'error' or 'skip'
               checkpoint_every:int=None, # epochs between resume checkpoints; 0: none
               name:str=None, # run folder name
@@ -860,7 +886,7 @@ def train_cli(config:str=None, # JSON config file (a run's config.json works); f
         if 'mf2' in k: print(f"  {k}: {v:.4f}")
 
 _JSON_FLAGS = ('vocab', 'synth', 'loss_kwargs', 'oversample', 'swa')  # JSON only
-_MAYBE_JSON = ('cache_device', 'channels_last', 'deterministic', 'cudnn_benchmark', 'pretrained', 'draft')  # true/false/null, else a word such as 'auto'
+_MAYBE_JSON = ('cache_device', 'channels_last', 'deterministic', 'cudnn_benchmark', 'pretrained', 'draft', 'compile')  # true/false/null, else a word such as 'auto'
 _NULLABLE = ('test', 'image_dir', 'weights_file', 'cache_dir', 'out', 'name')  # files and folders: null clears a config's
 
 def _json_flag(name, s):

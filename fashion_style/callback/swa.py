@@ -72,9 +72,13 @@ def update_bn(model:nn.Module,    # model whose BatchNorm running statistics are
     for m in bns: m.reset_running_stats(); m.momentum = None
     model.train()
     ctx = torch.autocast('cuda', dtype=autocast_dtype) if autocast_dtype and device.type == 'cuda' else nullcontext()
+    # a compiled model (`compile` in `train`) runs this one pass as it is written: compiled code would be made again
+    # for the changed BatchNorm momentum, and break its graph on the cumulative average's `float(num_batches_tracked)`
+    stance = getattr(torch.compiler, 'set_stance', None)
+    eager = stance('force_eager') if stance is not None else nullcontext()
     n = 0
     try:
-        with torch.no_grad(), ctx:
+        with torch.no_grad(), ctx, eager:
             for b in batches:
                 if max_batches is not None and n >= max_batches: break
                 if isinstance(b, (list, tuple)): xb = b[:n_inp or max(len(b) - 1, 1)]
