@@ -4,20 +4,22 @@
 1. **Host waits per batch.** `fashion_style.callback.hostsync.HostSyncs` follows the device tensors and counts the
    calls that would make the host wait for a GPU (device values read on the host, blocking host-to-device copies),
    in training and validation batches, for:
-   - stock fastai: fastai's `Learner` with its own loss trackers and progress bar (the project's model, data,
-     weighted BCE and torch's AdamW);
+   - stock fastai: fastai's `Learner` with its own `Recorder`, loss trackers and progress bar (the project's model,
+     data, weighted BCE, and torch's AdamW through fastai's `OptimWrapper`);
    - project: `fashion_style.train.train` (weighted BCE, oversampling, metrics, best-F2 checkpoints, SWA, history,
      progress bar on), with each pipeline.
 2. **Host time per training batch** with a model that does almost no compute (flatten + one linear layer), so
    that the time is the loop's own: a plain PyTorch loop over the same uint8-cache batches (gather, flip,
    normalize), the project's `StyleLearner` with `train`'s metrics and loss trackers, and stock fastai's
-   `Learner`, each with torch's AdamW and the weighted BCE: the training phase's seconds / batches, median and
+   `Learner` (fastai's `Recorder`, `ParamScheduler` and `OptimWrapper`), each with torch's AdamW and the weighted
+   BCE: the training phase's seconds / batches, median and
    fastest of epochs 2-N (the fastest is the steadier figure on a shared machine, where other work only adds time).
    On a GPU this is the host time each batch needs besides issuing the model's kernels.
 3. **The 1cycle schedules per batch**: fastai's `combined_cos` (torch ops on small tensors) against the project's
    `models.host_combined_cos` (NumPy, the same values), for the learning rate of 2 parameter groups and the momentum.
 4. **The optimizer's `hypers`**, which fastai's scheduler and `Recorder` read 5 times a training batch: fastai's
-   `OptimWrapper` against the project's `train.StyleOptimWrapper` (the same dicts), for 2 AdamW parameter groups.
+   `OptimWrapper` against the project's `train.StyleOptimWrapper` (the same dicts), for 2 AdamW parameter groups;
+   and `set_hyper` of the learning rate (one per group) and the momentum, which `ParamScheduler` calls every batch.
 
 Run: `python bench/host_sync_bench.py` (about a minute on two cores). Writes `--out` (JSON) if given. The data is
 the project's built-in **synthetic** set (drawn garments), made in a temporary folder."""
@@ -28,7 +30,7 @@ from torch import nn
 from fastai.torch_core import trainable_params
 from fastai.callback.core import Callback
 from fastai.callback.schedule import *  # noqa: F401,F403  fit_one_cycle
-from fastai.learner import Learner, AvgLoss, AvgSmoothLoss
+from fastai.learner import Learner, Recorder
 from fastai.callback.progress import ProgressCallback
 from fashion_style.callback.hostsync import HostSyncs
 from fashion_style.core import STYLES
@@ -49,21 +51,26 @@ class TrainTimer(Callback):
     def after_train(self): self.secs.append(time.perf_counter() - self.t)
 
 def stock(learn):
-    "Make a project learner stock fastai again: plain `Learner` class, fastai's loss trackers and progress bar"
+    "Make a project learner stock fastai again: plain `Learner` class, fastai's `Recorder` (with its loss trackers) and progress bar"
     learn.__class__ = Learner
-    learn.recorder.loss, learn.recorder.smooth_loss = AvgLoss(), AvgSmoothLoss(beta=learn.recorder.smooth_loss.beta)
+    rec = learn.recorder
+    learn.remove_cb(rec); learn.add_cb(Recorder(add_time=rec.add_time, train_metrics=rec.train_metrics,
+                                                valid_metrics=rec.valid_metrics, beta=rec.smooth_loss.beta))
     if hasattr(learn, 'progress'): learn.remove_cb(learn.progress)
     learn.add_cb(ProgressCallback())
     return learn
 
-def learner(dls, pos, arch):
-    return style_learner(dls, arch, loss_func=WeightedBCE(pos), metrics=[F2Macro(), F2Opt()],
-                         opt_func=style_opt_func('adamw', 'cpu'))
+def learner(dls, pos, arch, stock_opt:bool=False):
+    "The project's learner with torch's AdamW: through `StyleOptimWrapper`, or (`stock_opt`) fastai's `OptimWrapper`"
+    from functools import partial
+    from fastai.optimizer import OptimWrapper
+    opt_func = partial(OptimWrapper, opt=partial(torch.optim.AdamW, foreach=True)) if stock_opt else style_opt_func('adamw', 'cpu')
+    return style_learner(dls, arch, loss_func=WeightedBCE(pos), metrics=[F2Macro(), F2Opt()], opt_func=opt_func)
 
 def waits(dls, pos, synth, tmp, a)->dict:
     "Host waits per training / validation batch: stock fastai vs the project's `train` on each pipeline"
     res = {}
-    learn, hs = stock(learner(dls, pos, a.arch)), HostSyncs(skip=1)
+    learn, hs = stock(learner(dls, pos, a.arch, stock_opt=True)), HostSyncs(skip=1)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore'); learn.fit_one_cycle(2, 1e-3, cbs=hs)
     res['stock fastai'] = dict(per_batch=hs.per_batch(), sites=hs.sites.drop(columns='code').to_dict('records'))
@@ -98,7 +105,7 @@ def host_time(dls, pos, a)->dict:
     n = len(dls.train)
     out = {'plain PyTorch loop': plain_loop(dls, pos, a)}
     for name, make in (('project StyleLearner', lambda: learner(dls, pos, a.arch)),
-                       ('stock fastai Learner', lambda: stock(learner(dls, pos, a.arch)))):
+                       ('stock fastai Learner', lambda: stock(learner(dls, pos, a.arch, stock_opt=True)))):
         learn, timer = make(), TrainTimer()
         torch.manual_seed(0)
         learn.model, learn.splitter = tiny_model(a.size), trainable_params  # the same tiny model as the plain loop
@@ -131,6 +138,19 @@ def hypers()->dict:
         out[f'{cls.__module__.split(".")[0]} {cls.__name__}'] = round(min(timeit.repeat(lambda: o.hypers, number=2000, repeat=5)) / 2000 * 1e3, 4)
     return out
 
+def set_hypers()->dict:
+    "Milliseconds to set the lr (one per group, 2 AdamW groups) and the momentum: what `ParamScheduler` does each training batch"
+    import timeit
+    from functools import partial
+    from fastai.optimizer import OptimWrapper
+    from fashion_style.train import StyleOptimWrapper
+    out, lr = {}, np.array([1e-5, 1e-3])
+    for cls in (OptimWrapper, StyleOptimWrapper):
+        o = cls([list(nn.Linear(3, 2).parameters()), list(nn.Linear(2, 1).parameters())], opt=partial(torch.optim.AdamW, foreach=True))
+        f = lambda: (o.set_hyper('lr', lr), o.set_hyper('mom', 0.9))
+        out[f'{cls.__module__.split(".")[0]} {cls.__name__}'] = round(min(timeit.repeat(f, number=2000, repeat=5)) / 2000 * 1e3, 4)
+    return out
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--arch', default='test_resnet'); p.add_argument('--size', type=int, default=32)
@@ -148,7 +168,7 @@ def main():
         res = dict(machine=dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(), torch_threads=1,
                                 python=platform.python_version(), torch=torch.__version__),
                    args=vars(a), waits=waits(dls, pos, synth, tmp, a), host_time=host_time(dls, pos, a), schedules_ms=schedules(),
-                   hypers_ms=hypers())
+                   hypers_ms=hypers(), set_hyper_ms=set_hypers())
     print(f"\nHost waits per batch (HostSyncs), {a.arch} at {a.size} px, batch {a.bs}:")
     for k, v in res['waits'].items(): print(f"  {k:32s} train {v['per_batch'].get('train', 0):.2f}  valid {v['per_batch'].get('valid', 0):.2f}")
     print(f"\nHost time per training batch, flatten + linear at {a.size} px, batch {a.bs}, 1 thread (epochs 2-{a.epochs}: median, fastest):")
@@ -157,6 +177,8 @@ def main():
     for k, v in res['schedules_ms'].items(): print(f"  {k:32s} {v:.4f} ms")
     print("\nThe optimizer's hypers (2 AdamW groups), per read, 5 reads a training batch (fastest of 5 x 2,000 calls):")
     for k, v in res['hypers_ms'].items(): print(f"  {k:32s} {v:.4f} ms")
+    print("\nSetting the lr (2 groups) and the momentum, as fastai's ParamScheduler does each training batch (fastest of 5 x 2,000 calls):")
+    for k, v in res['set_hyper_ms'].items(): print(f"  {k:32s} {v:.4f} ms")
     if a.out: Path(a.out).write_text(json.dumps(res, indent=1, default=str))
 
 if __name__ == '__main__': main()
