@@ -153,17 +153,20 @@ def write_safetensors(tensors:dict, # name -> tensor on the CPU (pinned or not)
         for run in _byte_runs([t for _, t in items]): f.write(run.numpy().data)  # a memoryview: written without the GIL
     return Path(fname)
 
-# %% ../nbs/00_core.ipynb #c9da311a
+# %% ../nbs/00_core.ipynb #448e33de
 _LOCK_FDS = set()  # descriptors of the locks `file_lock` holds in this process
 
 @contextlib.contextmanager
-def file_lock(fname):
-    "Hold an exclusive lock on the file `fname` (made if missing) while the block runs, where `fcntl` exists"
+def file_lock(fname,
+              wait:bool=True): # False: do not wait for a lock another holder has
+    "Hold an exclusive lock on the file `fname` (made if missing) while the block runs, where `fcntl` exists; yields whether it is held"
     fname = Path(fname); fname.parent.mkdir(parents=True, exist_ok=True)
-    if fcntl is None: yield; return
+    if fcntl is None: yield wait; return  # no locks here: held when waiting was allowed, else not known to be free
     with open(fname, 'a') as f:
-        fcntl.flock(f, fcntl.LOCK_EX); _LOCK_FDS.add(f.fileno())
-        try: yield
+        try: fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError: yield False; return
+        _LOCK_FDS.add(f.fileno())
+        try: yield True
         finally: _LOCK_FDS.discard(f.fileno()); fcntl.flock(f, fcntl.LOCK_UN)
 
 def forked_worker_init(parent:int): # the process id of the process that forked this one

@@ -146,7 +146,7 @@ def _open_valid(npy:Path, js:Path, spec:dict)->ImageCache|None:
     if list(arr.shape) != spec['shape'] or arr.dtype != np.uint8: return None
     return ImageCache(npy, meta)
 
-# %% ../nbs/10_fastdata.ipynb #3ec6d00f
+# %% ../nbs/10_fastdata.ipynb #ce2b7d18
 def _fill_rows(job)->tuple:
     "Decode and resize the images of `job` into their rows of the `.npy` file; return `(count, failures)`"
     fname, start, paths, size, resize_method, draft = job
@@ -182,10 +182,20 @@ def _decoded(jobs, n_workers:int, npy:Path):
         finally:
             for f in futures: f.cancel()
 
+def _remove_orphans(npy:Path):
+    "Remove the temporary files that killed builds left beside `npy` (whose lock this process holds): its own, and other caches' no process is building"
+    for old in npy.parent.glob('.*.tmp'):
+        target = old.name[1:].rsplit('.', 2)[0]  # `atomic_path` names them '.<file>.<random>.tmp'
+        if target.endswith('.json'): target = target[:-len('.json')] + '.npy'
+        if not target.endswith('.npy'): continue  # not a cache's
+        if target == npy.name: old.unlink(missing_ok=True); continue
+        with file_lock(npy.parent/f'.{target}.lock', wait=False) as free:  # held: that cache is being built now
+            if free: old.unlink(missing_ok=True)
+
 def _build(npy:Path, js:Path, spec:dict, paths, n_workers, chunksize, progress, bad_images)->ImageCache:
     "Decode all `paths` into a new cache at `npy` + `js` (a temporary file renamed when complete); under the cache's lock"
     js.unlink(missing_ok=True)
-    for old in npy.parent.glob(f'.{npy.name}.*.tmp'): old.unlink(missing_ok=True)  # left by a build that was killed
+    _remove_orphans(npy)
     t0 = time.time()
     with atomic_path(npy) as tmp:
         np.lib.format.open_memmap(tmp, mode='w+', dtype=np.uint8, shape=tuple(spec['shape'])).flush()
