@@ -326,13 +326,15 @@ class RunHistory(Callback):
         if rank_distrib() == 0:
             with atomic_write(self.fname, 'w') as f: pd.DataFrame(self.rows).to_csv(f, index=False)
 
-# %% ../nbs/07_train.ipynb #f398d8cd
+# %% ../nbs/07_train.ipynb #8c1f1ac6
 class PlainTensors(Callback):
     "Cast the batch's fastai tensor subclasses to plain `torch.Tensor` before the model sees them"
     order = 1
     def before_batch(self):
+        learn = self.learn
+        if all(type(t) is torch.Tensor for t in (*learn.xb, *learn.yb)): return  # already plain (the fast pipeline's)
         plain = lambda b: tuple(t.as_subclass(torch.Tensor) if isinstance(t, torch.Tensor) else t for t in b)
-        self.learn.xb, self.learn.yb = plain(self.xb), plain(self.yb)
+        learn.xb, learn.yb = plain(learn.xb), plain(learn.yb)
 
 # %% ../nbs/07_train.ipynb #3da79e0f
 CHECKPOINT_FORMAT = 2  # 1: `checkpoint.pt`, written by `torch.save` (still read)
