@@ -35,6 +35,7 @@ Run on a GPU machine: `python bench/gpu_train_bench.py --n 12000 --img-size 500`
 import argparse, gc, json, os, platform, re, resource, threading, shutil, sys, tempfile, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch
+import torch._dynamo
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dataload_bench import make_jpegs  # noqa: E402
 from fastai.callback.core import Callback
@@ -204,6 +205,7 @@ def project_epochs(df_file, image_dir, arch, a, dev, cache_dir, out, cudnn_bench
     # the resume checkpoint written while the training loop waits for it (as timm's train script does), not in a thread
     ck_defaults = fs_train.CheckpointCallback.__init__.__defaults__
     if ckpt_foreground: fs_train.CheckpointCallback.__init__.__defaults__ = ck_defaults[:-1] + (False,)
+    if extra.get('compile'): torch._dynamo.reset()  # a clean slate, as for the plain loop
     t = time.perf_counter()
     try: run = train(data=str(df_file), image_dir=str(image_dir), arch=arch, size=a.size, bs=a.bs, epochs=epochs, lr=1e-3,
                 loss='wbce', frozen_epochs=0, num_workers=a.workers, cache_dir=str(cache_dir), device=str(dev),
@@ -241,7 +243,8 @@ def plain_epochs(images, Y, train_idx, valid_idx, arch, a, dev, stats, cudnn_ben
     bf16 = dev.type == 'cuda'
     g = torch.Generator(device='cpu').manual_seed(0)
     m = plain_model(arch, a.plain_model).to(dev).to(memory_format=torch.channels_last)
-    if compiled: m.compile()  # torch.compile's default mode, in place (as `train(compile=True)` does)
+    if compiled:  # in place, as `train(compile=...)` does; from a clean slate, so that no earlier run's shapes make it dynamic
+        torch._dynamo.reset(); m.compile(mode=a.compile_mode)
     opt = torch.optim.AdamW(m.parameters(), lr=1e-3, **(dict(fused=True) if dev.type == 'cuda' else {}))
     lossf = torch.nn.BCEWithLogitsLoss()
     mean = torch.tensor(stats[0], device=dev).view(1, 3, 1, 1) * 255
@@ -360,8 +363,10 @@ def main():
     ap.add_argument('--gc-freeze', action='store_true', help='also time the project with the objects alive before `train` '
                     'frozen out of garbage collection (`gc.freeze()`)')
     ap.add_argument('--compile', nargs='*', default=[], metavar='ARCH', help='for these archs, also time both loops with the model '
-                    'compiled (torch.compile, default mode; the project with `compile=True`); their first epoch, which compiles, '
+                    'compiled (torch.compile in --compile-mode; the project with `compile=`); their first epoch, which compiles, '
                     'is left out of the rate as every first epoch is, and reported as `first_epoch_s`')
+    ap.add_argument('--compile-mode', default='default', choices=('default', 'reduce-overhead', 'max-autotune'),
+                    help="torch.compile's mode for --compile ('reduce-overhead': CUDA graphs)")
     ap.add_argument('--smoke', action='store_true', help='tiny, on the CPU: checks the code only')
     a = ap.parse_args()
     a.cudnn_benchmark = [bool(b) for b in a.cudnn_benchmark]
@@ -417,7 +422,7 @@ def main():
                                                  dict(sync_count=True, name=f'{arch}-syncs') if k == 'syncs' else
                                                  dict(gc_freeze=True, name=f'{arch}-gcfreeze') if k == 'gcfreeze' else
                                                  dict(profile=a.profile, name=f'{arch}-profile') if k == 'profile' else
-                                                 dict(compile=True, name=f'{arch}-compiled') if k == 'compiled' else {}))))
+                                                 dict(compile=a.compile_mode, name=f'{arch}-compiled') if k == 'compiled' else {}))))
                 try:
                     if dev.type == 'cuda': torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats(dev)
                     r[kind] = fn()
