@@ -643,7 +643,7 @@ def apply_speed(learn, speed:dict):
         torch.backends.cudnn.deterministic = speed['deterministic']
     return learn
 
-# %% ../nbs/07_train.ipynb #6f8dfccb
+# %% ../nbs/07_train.ipynb #07cc38d6
 def _stages(cfg, pretrained:bool)->list:
     "The recipe's fits: `(stage, epochs)`; the frozen stage only with a pretrained backbone"
     if pretrained and cfg['frozen_epochs']: return [('frozen', cfg['frozen_epochs']), ('unfrozen', cfg['epochs'])]
@@ -658,6 +658,13 @@ def _interrupted(run:Path, what:str, trained:bool=False)->str:
     if trained: return (f"\n{what} was interrupted. The run keeps no resume checkpoint (checkpoint_every=0), so finishing it "
                         f"needs a new run; the best weights are in {run/'model.safetensors'}")
     return f"\n{what} was interrupted. No epoch had finished, so there is no checkpoint: remove {run} and start again."
+
+@contextlib.contextmanager
+def _told_no_positives():
+    "`train` names the styles without a positive image once per split, when it reads the data: the metrics' and evaluations' `NoPositivesWarning`s, each epoch, would repeat it"
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', NoPositivesWarning)
+        yield
 
 class _CtrlC(Callback):
     "Stop the fit at the next batch after a Ctrl-C whose `KeyboardInterrupt` was lost (see `_ctrl_c_kept`)"
@@ -742,6 +749,9 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
     else: dls = style_dls(dev, vocab, progress=progress, **kw)
     if test is not None:  # decoded once
         test, test_skipped = on_rank0(usable_images, test, cfg['bad_images'], progress=progress, skipped_where='skipped_images.csv in the run folder')
+        none = [v for v, n in zip(vocab, label_matrix(test, vocab).sum(0)) if n == 0]
+        if none and rank == 0: warnings.warn(f"no positive test image for {none}: their F2 on test is 0 at any threshold, "
+                                             "which lowers the macro F2", NoPositivesWarning, stacklevel=2)
     train_idx, valid_idx = dls.splits
     split = pd.DataFrame(dict(image_id=dev.image_id.astype(str), split='train'))
     split.loc[split.index[valid_idx], 'split'] = 'valid'
@@ -787,6 +797,7 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
     quiet, ctrl_c = contextlib.ExitStack(), _CtrlC()
     if not progress: quiet.enter_context(learn.no_bar()); quiet.enter_context(learn.no_logging())
     quiet.enter_context(_ctrl_c_kept(ctrl_c))
+    quiet.enter_context(_told_no_positives())
     try:
         with quiet:
             for stage, n_epoch, start in stages:
@@ -826,7 +837,7 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
         tables, thresholds = [], {}
         results = dict(best_epoch=best.best_epoch, best_value=float(best.best), synthetic_data=cfg['data'] == 'synthetic')
         for kind, fname in checkpoints.items():
-            with (learn.no_bar() if not progress else contextlib.nullcontext()):
+            with (learn.no_bar() if not progress else contextlib.nullcontext()), _told_no_positives():
                 ev = evaluate_weights(learn, fname, dl_by_split, vocab)
             thresholds[kind] = dict(zip(vocab, map(float, ev['thresholds'])))
             for split_name, p in ev['probs'].items():
