@@ -254,9 +254,10 @@ class F2Opt(EpochPredsMetric):
     "Validation macro F-beta at per-class thresholds chosen on the same outputs by eq. (1), named `f2_opt`"
     def __init__(self, beta:float=2.0, # F-beta's beta
                  sigmoid:bool=True, # apply a sigmoid to the model's outputs first
-                 name:str|None=None): # default 'f2_opt' (f{beta}_opt)
+                 name:str|None=None, # default 'f2_opt' (f{beta}_opt)
+                 warn:bool=True): # warn (`NoPositivesWarning`) about classes without a positive (once, and when they change)
         self.thresholds = self.f2s = self.vocab = None
-        self._warned = ()
+        self._warned, self.warn = (), warn
         super().__init__(beta, sigmoid, name or f"f{beta:g}_opt".replace('.', ''))
 
     def accumulate(self, learn):
@@ -270,7 +271,7 @@ class F2Opt(EpochPredsMetric):
             _warn_nan_outputs(self.name); return float('nan')
         self.thresholds, self.f2s = best_thresholds(probs, targs, self.beta, warn=False)
         none = tuple(np.flatnonzero(self.f2s == 0))      # the best F is 0 only for a class without positives
-        if none and none != self._warned:               # once, and again only if the set of classes changes
+        if none and none != self._warned and self.warn:  # once, and again only if the set of classes changes
             vocab = list(self.vocab) if self.vocab is not None and len(self.vocab) == len(self.f2s) else None
             _warn_no_positives(none, vocab, stacklevel=2)
         self._warned = none

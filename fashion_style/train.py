@@ -496,7 +496,7 @@ def _own_rng_states(ck:dict)->dict:
                       "the global batch changes and the run will not repeat the uninterrupted one")
     return {**(ranks[rank] if rank < len(ranks) else {}), 'loaders': ck['rng']['loaders']}
 
-# %% ../nbs/07_train.ipynb #e7c19eef
+# %% ../nbs/07_train.ipynb #e09c6b21
 def f2_table(probs:dict, targets:dict, thresholds, vocab)->pd.DataFrame:
     "Per-class F2 (and macro `MF2`) for each split in `probs` at 0.5 and at `thresholds`"
     rows = []
@@ -506,7 +506,8 @@ def f2_table(probs:dict, targets:dict, thresholds, vocab)->pd.DataFrame:
             rows.append(dict(split=split, threshold=kind, **dict(zip(vocab, f)), MF2=float(np.mean(f))))
     return pd.DataFrame(rows)
 
-def evaluate_weights(learn, fname, dls_by_split:dict, vocab)->dict:
+def evaluate_weights(learn, fname, dls_by_split:dict, vocab,
+                     warn:bool=True)->dict: # warn (`NoPositivesWarning`) about valid classes without a positive
     "Load `fname` into `learn` and return probabilities, targets, valid-chosen thresholds and the F2 table"
     on_rank0(lambda: load_safetensors(learn.model, fname) and None)
     broadcast_model(learn.model)  # several processes: all predict with the weights rank 0 read (the outputs are gathered)
@@ -514,7 +515,7 @@ def evaluate_weights(learn, fname, dls_by_split:dict, vocab)->dict:
     for split, dl in dls_by_split.items():
         p, t = learn.get_preds(dl=dl)
         probs[split], targets[split] = p.float().numpy(), t.float().numpy()
-    thresholds, _ = best_thresholds(probs['valid'], targets['valid'], vocab=vocab)
+    thresholds, _ = best_thresholds(probs['valid'], targets['valid'], vocab=vocab, warn=warn)
     return dict(probs=probs, targets=targets, thresholds=np.asarray(thresholds),
                 table=f2_table(probs, targets, thresholds, vocab))
 
@@ -546,7 +547,7 @@ def _write_probs(ids, probs, vocab, fname):
     df = pd.DataFrame(probs, columns=vocab); df.insert(0, 'image_id', list(ids))
     with atomic_write(fname, 'w') as f: df.to_csv(f, index=False, float_format='%.9g')  # float32 exactly: thresholds apply as in memory
 
-# %% ../nbs/07_train.ipynb #fa7f6497
+# %% ../nbs/07_train.ipynb #a92043a9
 def _gpu_precision(device)->str:
     "Mixed precision for a GPU: bf16 where the tensor cores have it (Ampere and newer), else fp16"
     return 'bf16' if torch.cuda.get_device_capability(device) >= (8, 0) else 'fp16'
@@ -634,6 +635,9 @@ def apply_speed(learn, speed:dict):
     if speed['channels_last']: learn.model.to(memory_format=torch.channels_last)
     if speed.get('compile'):
         if not hasattr(torch.nn.Module, 'compile'): raise ValueError(f"compile={speed['compile']!r} needs torch >= 2.2 (this is {torch.__version__})")
+        # every model compiled in place shares one entry point, and torch keeps 8 compiled versions of it at most (a
+        # recipe makes up to 6): a run after another in this process would run uncompiled without a clean slate
+        torch.compiler.reset()
         # in place: the module, its state dict's names and the fastai callbacks that reach into it stay as they are
         learn.model.compile(mode=speed['compile'])
     if speed['precision'] == 'bf16': learn.add_cb(BF16Precision())
@@ -643,7 +647,7 @@ def apply_speed(learn, speed:dict):
         torch.backends.cudnn.deterministic = speed['deterministic']
     return learn
 
-# %% ../nbs/07_train.ipynb #07cc38d6
+# %% ../nbs/07_train.ipynb #58f4c246
 def _stages(cfg, pretrained:bool)->list:
     "The recipe's fits: `(stage, epochs)`; the frozen stage only with a pretrained backbone"
     if pretrained and cfg['frozen_epochs']: return [('frozen', cfg['frozen_epochs']), ('unfrozen', cfg['epochs'])]
@@ -658,13 +662,6 @@ def _interrupted(run:Path, what:str, trained:bool=False)->str:
     if trained: return (f"\n{what} was interrupted. The run keeps no resume checkpoint (checkpoint_every=0), so finishing it "
                         f"needs a new run; the best weights are in {run/'model.safetensors'}")
     return f"\n{what} was interrupted. No epoch had finished, so there is no checkpoint: remove {run} and start again."
-
-@contextlib.contextmanager
-def _told_no_positives():
-    "`train` names the styles without a positive image once per split, when it reads the data: the metrics' and evaluations' `NoPositivesWarning`s, each epoch, would repeat it"
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', NoPositivesWarning)
-        yield
 
 class _CtrlC(Callback):
     "Stop the fit at the next batch after a Ctrl-C whose `KeyboardInterrupt` was lost (see `_ctrl_c_kept`)"
@@ -760,7 +757,7 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
     pos_counts = label_matrix(dev.iloc[train_idx], vocab).sum(0)
     loss_func = get_loss(cfg['loss'], pos_counts=pos_counts, **cfg['loss_kwargs'])
     learn = style_learner(dls, cfg['arch'], loss_func=loss_func, pretrained=cfg['pretrained'],
-                          weights_file=cfg['weights_file'], metrics=[F2Macro(0.5), F2Opt()], wd=cfg['wd'],
+                          weights_file=cfg['weights_file'], metrics=[F2Macro(0.5), F2Opt(warn=False)], wd=cfg['wd'],
                           opt_func=style_opt_func(speed['optimizer'], device))
     apply_speed(learn, speed)
     if resume is not None:
@@ -797,7 +794,6 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
     quiet, ctrl_c = contextlib.ExitStack(), _CtrlC()
     if not progress: quiet.enter_context(learn.no_bar()); quiet.enter_context(learn.no_logging())
     quiet.enter_context(_ctrl_c_kept(ctrl_c))
-    quiet.enter_context(_told_no_positives())
     try:
         with quiet:
             for stage, n_epoch, start in stages:
@@ -837,8 +833,8 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
         tables, thresholds = [], {}
         results = dict(best_epoch=best.best_epoch, best_value=float(best.best), synthetic_data=cfg['data'] == 'synthetic')
         for kind, fname in checkpoints.items():
-            with (learn.no_bar() if not progress else contextlib.nullcontext()), _told_no_positives():
-                ev = evaluate_weights(learn, fname, dl_by_split, vocab)
+            with (learn.no_bar() if not progress else contextlib.nullcontext()):
+                ev = evaluate_weights(learn, fname, dl_by_split, vocab, warn=False)  # said once, when the data was read
             thresholds[kind] = dict(zip(vocab, map(float, ev['thresholds'])))
             for split_name, p in ev['probs'].items():
                 if rank == 0: _write_probs(ids[split_name], p, vocab, run/f"{split_name}_probs{'' if kind == 'best' else '_' + kind}.csv")
