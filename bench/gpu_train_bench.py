@@ -362,7 +362,7 @@ def main():
                     'step of the batch (wall and CPU), the GPU\'s time per batch, garbage collections, threads (no profiler)')
     ap.add_argument('--gc-freeze', action='store_true', help='also time the project with the objects alive before `train` '
                     'frozen out of garbage collection (`gc.freeze()`)')
-    ap.add_argument('--compile', nargs='*', default=[], metavar='ARCH', help='for these archs, also time both loops with the model '
+    ap.add_argument('--compile', nargs='+', default=[], metavar='ARCH', help='for these archs, also time both loops with the model '
                     'compiled (torch.compile in --compile-mode; the project with `compile=`); their first epoch, which compiles, '
                     'is left out of the rate as every first epoch is, and reported as `first_epoch_s`')
     ap.add_argument('--compile-mode', default='default', choices=('default', 'reduce-overhead', 'max-autotune'),
@@ -425,7 +425,9 @@ def main():
                                                  dict(compile=a.compile_mode, name=f'{arch}-compiled') if k == 'compiled' else {}))))
                 try:
                     if dev.type == 'cuda': torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats(dev)
-                    r[kind] = fn()
+                    try: r[kind] = fn()
+                    finally:
+                        if 'compiled' in k: torch._dynamo.reset()  # CUDA graphs' memory pools and compiled code go with it
                     if dev.type == 'cuda': r[kind]['gpu_peak_gb'] = torch.cuda.max_memory_allocated(dev) / 1e9
                     r[kind]['first_epoch_s'] = float(r[kind]['epoch_s_all'][0])  # kernel tuning, and compiling where asked
                     if r[kind].get('cuda_syncs'):
