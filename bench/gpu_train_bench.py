@@ -205,7 +205,6 @@ def project_epochs(df_file, image_dir, arch, a, dev, cache_dir, out, cudnn_bench
     # the resume checkpoint written while the training loop waits for it (as timm's train script does), not in a thread
     ck_defaults = fs_train.CheckpointCallback.__init__.__defaults__
     if ckpt_foreground: fs_train.CheckpointCallback.__init__.__defaults__ = ck_defaults[:-1] + (False,)
-    if extra.get('compile'): torch._dynamo.reset()  # a clean slate, as for the plain loop
     t = time.perf_counter()
     try: run = train(data=str(df_file), image_dir=str(image_dir), arch=arch, size=a.size, bs=a.bs, epochs=epochs, lr=1e-3,
                 loss='wbce', frozen_epochs=0, num_workers=a.workers, cache_dir=str(cache_dir), device=str(dev),
