@@ -5,7 +5,8 @@ For each architecture (default densenet121 and resnet18) at 224 px, batch 128, b
 - **project**: `fashion_style.train.train` on the JPEG files with its GPU defaults (`pipeline='auto'` -> the uint8
   cache in GPU memory, flip + normalize on the GPU; bf16; channels-last; torch's fused AdamW through
   `train.StyleOptimWrapper`; cudnn autotuning), with its metrics (`f2_05`, `f2_opt`), best-F2 checkpoints, resume
-  checkpoints, history and an SWA cycle on the last epoch. Seconds per epoch are timed by a callback that runs
+  checkpoints (written at most once a minute, `train`'s default `checkpoint_min_s=60`: with these short epochs, after
+  the first and the last), history and an SWA cycle on the last epoch. Seconds per epoch are timed by a callback that runs
   after every other one, the device synced: training + validation + metrics + every callback's end-of-epoch work
   (best weights, history, SWA, checkpoint). The run's `history.csv` seconds are kept beside them
   (`history_epoch_s`): they are taken before the SWA and checkpoint callbacks' end-of-epoch work, so they leave it
@@ -21,8 +22,9 @@ bf16 inference images/s from the GPU cache, peak host and GPU memory, and the pr
 DenseNet121 recipe (31 epochs over 54,908 images, every epoch validated) at the measured rate.
 
 The JPEGs are synthetic (garments drawn by `fashion_style.synth`, enlarged with pixel noise, quality 90), made once.
-`--checkpoint-cost` adds a project run without resume checkpoints, `--checkpoint-foreground` one whose resume
-checkpoints are written while training waits (not in a thread). `--sync-count` adds one more project run per architecture in which CUDA itself counts the synchronising calls
+`--checkpoint-cost` adds a project run without resume checkpoints and one that writes them after every epoch
+(`checkpoint_min_s=0`, as in runs 1-6); `--checkpoint-foreground` one that writes them after every
+epoch while training waits (not in a thread). `--sync-count` adds one more project run per architecture in which CUDA itself counts the synchronising calls
 (`torch.cuda.set_sync_debug_mode('warn')`) of each training and validation phase. `--profile N` records N training
 batches of each loop with the torch profiler (plain: after its timed epochs; project: a 2-epoch run, batches of
 its second epoch) and prints, per batch, the wall time, the GPU's kernel time and kernel count, and the kernels
@@ -32,7 +34,7 @@ its progress bars on, as a user would. `bench/gpu_run.sh` runs this script (and 
 Prints a table and writes `$OUT/gpu_train_bench.json` (or `--out`). `--smoke` runs everything tiny on the CPU
 (fp32) to check the code: its figures mean nothing.
 Run on a GPU machine: `python bench/gpu_train_bench.py --n 12000 --img-size 500`."""
-import argparse, gc, json, os, platform, re, resource, threading, shutil, sys, tempfile, time, warnings
+import argparse, gc, inspect, json, os, platform, re, resource, threading, shutil, sys, tempfile, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 import torch._dynamo
@@ -203,8 +205,11 @@ def project_epochs(df_file, image_dir, arch, a, dev, cache_dir, out, cudnn_bench
     epochs = 2 if profile else a.epochs
     if gc_freeze: gc.collect(); gc.freeze()  # the objects alive now are left out of every later collection
     # the resume checkpoint written while the training loop waits for it (as timm's train script does), not in a thread
-    ck_defaults = fs_train.CheckpointCallback.__init__.__defaults__
-    if ckpt_foreground: fs_train.CheckpointCallback.__init__.__defaults__ = ck_defaults[:-1] + (False,)
+    init = fs_train.CheckpointCallback.__init__
+    ck_defaults = init.__defaults__
+    if ckpt_foreground:
+        names = list(inspect.signature(init).parameters)[-len(ck_defaults):]  # the parameters that have defaults
+        init.__defaults__ = tuple(False if n == 'background' else d for n, d in zip(names, ck_defaults))
     t = time.perf_counter()
     try: run = train(data=str(df_file), image_dir=str(image_dir), arch=arch, size=a.size, bs=a.bs, epochs=epochs, lr=1e-3,
                 loss='wbce', frozen_epochs=0, num_workers=a.workers, cache_dir=str(cache_dir), device=str(dev),
@@ -213,7 +218,7 @@ def project_epochs(df_file, image_dir, arch, a, dev, cache_dir, out, cudnn_bench
                 **{'name': f'{arch}-{cudnn_benchmark}', **extra})
     finally:
         if gc_freeze: gc.unfreeze()
-        fs_train.CheckpointCallback.__init__.__defaults__ = ck_defaults
+        init.__defaults__ = ck_defaults
     wall = time.perf_counter() - t
     info = json.loads((run/'config.json').read_text())
     hist = pd.read_csv(run/'history.csv')
@@ -346,7 +351,7 @@ def main():
     ap.add_argument('--dir', default=None, help='where the JPEGs go (default: <temporary folder>/fashion_style_bench/jpeg<img-size>-n<n>)')
     ap.add_argument('--out', default=os.environ.get('OUT', '.'), help='folder of gpu_train_bench.json')
     ap.add_argument('--cudnn-benchmark', type=int, nargs='+', default=[0, 1], help='cudnn.benchmark settings to time (0/1)')
-    ap.add_argument('--checkpoint-cost', action='store_true', help='also time the project without per-epoch checkpoints')
+    ap.add_argument('--checkpoint-cost', action='store_true', help='also time the project without resume checkpoints, and with one written after every epoch')
     ap.add_argument('--checkpoint-foreground', action='store_true', help='also time the project with its resume checkpoints '
                     'written while training waits (not in a thread): a thread that slows training shows as this being faster')
     ap.add_argument('--progress', action='store_true', help="the project's runs with their progress bars on")
@@ -403,7 +408,8 @@ def main():
         for arch in a.archs:
             r = res['archs'][arch] = {}
             kinds = [(f'{k}_bench{int(b)}', k, b) for b in a.cudnn_benchmark for k in ('plain', 'project')]
-            if a.checkpoint_cost: kinds.append((f'project_bench{int(a.cudnn_benchmark[-1])}_nockpt', 'nockpt', a.cudnn_benchmark[-1]))
+            if a.checkpoint_cost:
+                kinds += [(f'project_bench{int(a.cudnn_benchmark[-1])}_{k}', k, a.cudnn_benchmark[-1]) for k in ('nockpt', 'everyckpt')]
             if a.checkpoint_foreground: kinds.append((f'project_bench{int(a.cudnn_benchmark[-1])}_fgckpt', 'fgckpt', a.cudnn_benchmark[-1]))
             if a.sync_count: kinds.append((f'project_bench{int(a.cudnn_benchmark[-1])}_syncs', 'syncs', a.cudnn_benchmark[-1]))
             if a.gc_freeze: kinds.append((f'project_bench{int(a.cudnn_benchmark[-1])}_gcfreeze', 'gcfreeze', a.cudnn_benchmark[-1]))
@@ -417,7 +423,8 @@ def main():
                       if k in ('plain', 'plain_compiled') else
                       (lambda: project_epochs(dest/'train.txt', dest/'images', arch, a, dev, cache_dir, work/'runs', b,
                                               **(dict(checkpoint_every=0, name=f'{arch}-nockpt') if k == 'nockpt' else
-                                                 dict(ckpt_foreground=True, name=f'{arch}-fgckpt') if k == 'fgckpt' else
+                                                 dict(checkpoint_min_s=0, name=f'{arch}-everyckpt') if k == 'everyckpt' else
+                                                 dict(ckpt_foreground=True, checkpoint_min_s=0, name=f'{arch}-fgckpt') if k == 'fgckpt' else
                                                  dict(sync_count=True, name=f'{arch}-syncs') if k == 'syncs' else
                                                  dict(gc_freeze=True, name=f'{arch}-gcfreeze') if k == 'gcfreeze' else
                                                  dict(profile=a.profile, name=f'{arch}-profile') if k == 'profile' else
@@ -457,7 +464,7 @@ def main():
                       + (f"; compiled project / compiled plain = {pc['img_s'] / plc['img_s']:.3f}" if 'img_s' in plc else '')
                       + f"; first epoch (compiling) {pc['first_epoch_s']:.1f} s, against {r.get(f'project_bench{b}', {}).get('first_epoch_s', float('nan')):.1f} s eager", flush=True)
             # the projection uses eager runs: compiling costs minutes per stage, which an epoch's rate leaves out
-            done = [v for k, v in r.items() if k.startswith('project') and not k.endswith(('nockpt', 'fgckpt', 'syncs', 'profile', 'gcfreeze', 'compiled')) and 'img_s' in v]
+            done = [v for k, v in r.items() if k.startswith('project') and not k.endswith(('nockpt', 'everyckpt', 'fgckpt', 'syncs', 'profile', 'gcfreeze', 'compiled')) and 'img_s' in v]
             if done:
                 best = max(done, key=lambda v: v['img_s'])
                 r['project'] = best

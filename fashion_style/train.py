@@ -40,7 +40,7 @@ __all__ = ['TRAIN_DEFAULTS', 'CHECKPOINT_FORMAT', 'CHECKPOINT_NAME', 'log', 'tra
            'evaluate_weights', 'speed_settings', 'StyleOptimWrapper', 'style_opt_func', 'BF16Precision', 'apply_speed',
            'train', 'train_cli', 'flags_config']
 
-# %% ../nbs/07_train.ipynb #76cafc8a
+# %% ../nbs/07_train.ipynb #be0985ab
 TRAIN_DEFAULTS = dict(
     data='synthetic',     # 'synthetic' (the built-in synthetic set), a JD label file, or a CSV of path + label names
     test=None,            # labelled test file in the same format (for 'synthetic': its test split)
@@ -84,12 +84,14 @@ TRAIN_DEFAULTS = dict(
     compile=False,        # `torch.compile` the model (in place): False, True, or a mode ('reduce-overhead', 'max-autotune', ...);
                           # minutes of compiling at the start of each stage, then faster batches where launches bound a step
     bad_images='error',   # 'error': stop before training listing unusable or missing images; 'skip': leave them out, recorded
-    checkpoint_every=1,   # write `checkpoint.safetensors` (all a resume needs) every this many epochs; 0: never
+    checkpoint_every=1,   # take all a resume needs every this many epochs (and at each stage's last); 0: never
+    checkpoint_min_s=60,  # write it to `checkpoint.safetensors` at most once every this many seconds (also at each stage's
+                          # last epoch, and at a Ctrl-C or an error: the latest state waits in host memory); 0: every time
     name=None,            # run folder name (default: arch-loss-seed-time)
     out=None,             # parent of run folders (default: models_path())
 )
 
-# %% ../nbs/07_train.ipynb #b06ed71e
+# %% ../nbs/07_train.ipynb #0ad4b9ef
 _CHOICES = dict(pipeline=('auto', 'fastai', 'fast'), precision=('auto', 'fp32', 'bf16', 'fp16'),
                 channels_last=('auto', True, False), optimizer=('auto', 'fastai', 'adamw'),
                 deterministic=('auto', True, False), cudnn_benchmark=('auto', True, False), bad_images=('error', 'skip'),
@@ -107,7 +109,7 @@ _KINDS = dict(  # key: (check, what it must be)
     num_workers=(_optional(_whole(0)), 'null or a whole number >= 0'),
     valid_pct=(_number(lambda v: 0 < v < 1), 'a number between 0 and 1'),
     lr=(_number(lambda v: v > 0), 'a number > 0'), lr_mult=(_number(lambda v: v > 0), 'a number > 0'),
-    wd=(_number(lambda v: v >= 0), 'a number >= 0'),
+    wd=(_number(lambda v: v >= 0), 'a number >= 0'), checkpoint_min_s=(_number(lambda v: v >= 0), 'a number >= 0'),
     pretrained=(lambda v: isinstance(v, bool), 'true or false'), draft=(lambda v: isinstance(v, bool), 'true or false'),
     arch=(lambda v: isinstance(v, str) and bool(v), 'a timm architecture name'),
     data=(lambda v: isinstance(v, (str, os.PathLike)), "'synthetic' or a file"),
@@ -336,7 +338,7 @@ class PlainTensors(Callback):
         plain = lambda b: tuple(t.as_subclass(torch.Tensor) if isinstance(t, torch.Tensor) else t for t in b)
         learn.xb, learn.yb = plain(learn.xb), plain(learn.yb)
 
-# %% ../nbs/07_train.ipynb #3da79e0f
+# %% ../nbs/07_train.ipynb #800c5b21
 CHECKPOINT_FORMAT = 2  # 1: `checkpoint.pt`, written by `torch.save` (still read)
 CHECKPOINT_NAME = 'checkpoint.safetensors'
 
@@ -381,14 +383,17 @@ def set_rng_states(states:dict, dls=None,
         for dl, st in zip(dls.loaders, states['loaders']): dl.rng.setstate(_tuples(st))
 
 class CheckpointCallback(Callback):
-    "Every `every` epochs and at each stage's last, write all a resume needs to `fname`, atomically, in the background"
+    """Every `every` epochs and at each stage's last, take all a resume needs; write it to `fname`, atomically, in the
+    background, at most once every `min_s` seconds (the latest state waits in host memory: `flush` writes it)"""
     order = 70  # after BestF2Callback (60), RunHistory (61) and SWACallback (62) have done their epoch's work
     def __init__(self, fname, # the checkpoint file (`checkpoint.safetensors`)
                  best:BestF2Callback, # the run's best-F2 tracker (its writer writes the checkpoint too, after the weights)
                  history:RunHistory, # the run's history
                  every:int=1, # epochs between checkpoints; 0: none
-                 background:bool=True): # write the file in a thread while the next epoch trains
+                 background:bool=True, # write the file in a thread while the next epoch trains
+                 min_s:float=0): # seconds at least between two writes; a stage's last epoch and `flush` always write
         self.fname, self.best, self.history, self.every, self.background = Path(fname), best, history, every, background
+        self.min_s, self.pending, self._written_at = min_s, None, None
 
     def after_epoch(self):
         if epoch_skipped(self): return
@@ -398,6 +403,7 @@ class CheckpointCallback(Callback):
         swa = next((cb for cb in self.learn.cbs if isinstance(cb, SWACallback)), None)
         swa = None if swa is None or swa.average.avg is None else dict(n=swa.average.n, avg=swa.average.avg)
         sl = self.recorder.smooth_loss
+        self.pending = None  # the snapshot below overwrites the host buffers a pending state is in
         t = self.best.writer.snapshot('checkpoint', dict(model=self.model.state_dict(), opt=self.opt.state_dict(), swa=swa,
                                                          smooth_loss=sl.val))  # the values now; the file is written after
         ck = dict(format=CHECKPOINT_FORMAT, stage=getattr(self.learn, 'recipe_stage', None), next_epoch=self.epoch + 1,
@@ -406,7 +412,15 @@ class CheckpointCallback(Callback):
                   history=len(self.history.rows), rng=rng_states(self.dls, _own_gpu(self.dls.device)),  # new host objects already
                   smooth_loss=dict(count=sl.count, val=t['smooth_loss']))
         if ranks is not None: ck['rng_ranks'] = ranks
+        self.pending = ck
+        recent = self._written_at is not None and time.monotonic() - self._written_at < self.min_s
+        if self.epoch + 1 == self.n_epoch or not recent: self._write_pending()
+
+    def _write_pending(self):
+        if self.pending is None: return
+        ck, self.pending = self.pending, None
         self.best.writer.write('checkpoint', self.fname, self._write, ck)
+        self._written_at = time.monotonic()
         if not self.background: self.wait()
 
     def _write(self, ck):
@@ -418,8 +432,12 @@ class CheckpointCallback(Callback):
         "Wait for the checkpoint being written; raise its error if writing failed"
         self.best.writer.wait()
 
-    def after_fit(self): self.wait()
-    def after_cancel_fit(self): self.wait()
+    def flush(self):
+        "Write the latest state taken, if `min_s` held it back, and wait for the write (after a Ctrl-C or an error)"
+        self._write_pending(); self.wait()
+
+    def after_fit(self): self.flush()
+    def after_cancel_fit(self): self.flush()
 
 def _pack(o, tensors:dict, path:str='')->object:
     "`o` as JSON values, each tensor put in `tensors` and replaced by `{'__tensor__': its name}`"
@@ -647,7 +665,7 @@ def apply_speed(learn, speed:dict):
         torch.backends.cudnn.deterministic = speed['deterministic']
     return learn
 
-# %% ../nbs/07_train.ipynb #58f4c246
+# %% ../nbs/07_train.ipynb #139033ec
 def _stages(cfg, pretrained:bool)->list:
     "The recipe's fits: `(stage, epochs)`; the frozen stage only with a pretrained backbone"
     if pretrained and cfg['frozen_epochs']: return [('frozen', cfg['frozen_epochs']), ('unfrozen', cfg['epochs'])]
@@ -783,7 +801,7 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
     if distributed: learn.add_cb(DDPTrainer())  # what `Learner.ddp_ctx` adds: DDP, loaders split, outputs gathered
     best = BestF2Callback(run/'model.safetensors', monitor=cfg['monitor'])
     history = RunHistory(run/'history.csv')
-    checkpoint = CheckpointCallback(run/CHECKPOINT_NAME, best, history, every=cfg['checkpoint_every'])
+    checkpoint = CheckpointCallback(run/CHECKPOINT_NAME, best, history, every=cfg['checkpoint_every'], min_s=cfg['checkpoint_min_s'])
     stages = _stages(cfg, pretrained)
     if ck is not None:
         best.best, best.best_epoch = ck['best']['value'], tuple(ck['best']['epoch']) or None
@@ -813,9 +831,13 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
                     learn.opt.load_state_dict(dict(sd, hypers=L(sd['hypers'])) if 'hypers' in sd else sd)
                     fit_cbs.append(_Resume(ck))
                 learn.fit_one_cycle(n_epoch, lr, cbs=fit_cbs, start_epoch=start)
-    except KeyboardInterrupt:
-        checkpoint.wait()  # let a checkpoint being written finish
-        if rank == 0: print(_interrupted(run, 'Training'), file=sys.stderr)
+    except BaseException as e:  # Ctrl-C or an error: the last finished epoch's state is written (if `min_s` held it back)
+        if isinstance(e, KeyboardInterrupt):
+            checkpoint.flush()  # and a checkpoint being written finishes; its error, if writing it failed, replaces Ctrl-C's
+            if rank == 0: print(_interrupted(run, 'Training'), file=sys.stderr)
+        else:
+            try: checkpoint.flush()
+            except Exception as we: warnings.warn(f"{we} (after the error that stopped the training)")  # the training's error first
         raise
 
     if best.best_epoch is None:  # NaN scores every epoch: `BestF2Callback` kept nothing
@@ -851,7 +873,7 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
         raise
     return run
 
-# %% ../nbs/07_train.ipynb #feb963b0
+# %% ../nbs/07_train.ipynb #590767ff
 def _json_arg(s):
     if s is None or not isinstance(s, str): return s
     try: return json.loads(s)
@@ -896,6 +918,7 @@ def train_cli(config:str=None, # JSON config file (a run's config.json works); f
               compile:str=None, # torch.compile the model: false, true, or a mode such as reduce-overhead
               bad_images:str=None, # 'error' or 'skip'
               checkpoint_every:int=None, # epochs between resume checkpoints; 0: none
+              checkpoint_min_s:float=None, # seconds at least between two checkpoint writes (default 60); 0: every time
               name:str=None, # run folder name
               out:str=None, # parent folder of runs (default: models/ in the project, or $FASHION_STYLE_MODELS)
               no_progress:bool=False, # hide progress bars
