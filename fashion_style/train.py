@@ -665,7 +665,7 @@ def apply_speed(learn, speed:dict):
         torch.backends.cudnn.deterministic = speed['deterministic']
     return learn
 
-# %% ../nbs/07_train.ipynb #139033ec
+# %% ../nbs/07_train.ipynb #fc02590e
 def _stages(cfg, pretrained:bool)->list:
     "The recipe's fits: `(stage, epochs)`; the frozen stage only with a pretrained backbone"
     if pretrained and cfg['frozen_epochs']: return [('frozen', cfg['frozen_epochs']), ('unfrozen', cfg['epochs'])]
@@ -695,13 +695,17 @@ class _CtrlC(Callback):
 def _ctrl_c_kept(cb:_CtrlC):
     """Ctrl-C raises `KeyboardInterrupt` as usual and is also remembered in `cb.hit`: one that lands while a process
     forks (fastai forks its loader workers every epoch) is reported as 'Exception ignored' and lost, and `cb` raises it
-    again at the next batch. Only in the main thread, and only where Python's own Ctrl-C handler is in place."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield; return
+    again at the next batch. SIGTERM (`kill`, a job scheduler's request to stop) does the same, so the training stops
+    as at a Ctrl-C, its latest state written. Only in the main thread, and each signal only where Python's default
+    handler is in place."""
+    if threading.current_thread() is not threading.main_thread(): yield; return
+    defaults = ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL))
+    own = {sig: h for sig, h in defaults if signal.getsignal(sig) is h}
     def handler(signum, frame): cb.hit = True; raise KeyboardInterrupt
-    signal.signal(signal.SIGINT, handler)
+    for sig in own: signal.signal(sig, handler)
     try: yield
-    finally: signal.signal(signal.SIGINT, signal.default_int_handler)
+    finally:
+        for sig, h in own.items(): signal.signal(sig, h)
 
 def _check_unfinished(run:Path):
     if (run/'results.json').exists(): raise ValueError(f"{run} has finished (it has results.json): nothing to resume")
