@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """What writing a run's training state at the end of an epoch costs the training loop (the main thread).
 
-A run keeps `checkpoint.safetensors` (weights, optimizer state, random states) after every epoch. The training loop
-pays for taking a copy of that state; the file itself is written in a thread while the next epoch trains, but that
+A run takes its state (weights, optimizer state, random states) after every epoch and writes it to
+`checkpoint.safetensors` (at most once a minute by default: `train`'s `checkpoint_min_s`). The training loop pays
+for taking a copy of that state; the file itself is written in a thread while the next epoch trains, but that
 thread can still hold the loop up by holding Python's lock (the GIL). For each architecture, with AdamW's state,
 this times on the main thread:
 

@@ -38,7 +38,7 @@ __all__ = ['TRAIN_DEFAULTS', 'CHECKPOINT_FORMAT', 'CHECKPOINT_NAME', 'log', 'tra
            'swa_args', 'load_data', 'HostSnapshot', 'BackgroundWriter', 'BestF2Callback', 'RunHistory', 'PlainTensors',
            'rng_states', 'set_rng_states', 'CheckpointCallback', 'checkpoint_file', 'load_checkpoint', 'f2_table',
            'evaluate_weights', 'speed_settings', 'StyleOptimWrapper', 'style_opt_func', 'BF16Precision', 'apply_speed',
-           'train', 'train_cli', 'flags_config']
+           'Terminated', 'train', 'train_cli', 'flags_config']
 
 # %% ../nbs/07_train.ipynb #be0985ab
 TRAIN_DEFAULTS = dict(
@@ -209,7 +209,7 @@ def load_data(cfg:dict):
         test = None if cfg['test'] is None else _read_labels(cfg['test'], cfg['image_dir'], dev.attrs['vocab'], check, 'test')
     return dev, test
 
-# %% ../nbs/07_train.ipynb #d72c6fec
+# %% ../nbs/07_train.ipynb #1db668d5
 def _tensors_in(o, out:list)->list:
     "The tensors in nested dicts, lists and tuples `o`, in the order `HostSnapshot` meets them"
     if isinstance(o, torch.Tensor): out.append(o)
@@ -269,6 +269,7 @@ class BackgroundWriter:
         snap, prev = self._snaps.get(name), self._last
         def job():
             if prev is not None: prev.join()
+            if self._error is not None: return  # a file written after one that failed could refer to it (a checkpoint to the best weights)
             try:
                 if snap is not None: snap.ready()
                 fn(*args)
@@ -338,7 +339,7 @@ class PlainTensors(Callback):
         plain = lambda b: tuple(t.as_subclass(torch.Tensor) if isinstance(t, torch.Tensor) else t for t in b)
         learn.xb, learn.yb = plain(learn.xb), plain(learn.yb)
 
-# %% ../nbs/07_train.ipynb #800c5b21
+# %% ../nbs/07_train.ipynb #a87f04d5
 CHECKPOINT_FORMAT = 2  # 1: `checkpoint.pt`, written by `torch.save` (still read)
 CHECKPOINT_NAME = 'checkpoint.safetensors'
 
@@ -403,24 +404,25 @@ class CheckpointCallback(Callback):
         swa = next((cb for cb in self.learn.cbs if isinstance(cb, SWACallback)), None)
         swa = None if swa is None or swa.average.avg is None else dict(n=swa.average.n, avg=swa.average.avg)
         sl = self.recorder.smooth_loss
-        self.pending = None  # the snapshot below overwrites the host buffers a pending state is in
-        t = self.best.writer.snapshot('checkpoint', dict(model=self.model.state_dict(), opt=self.opt.state_dict(), swa=swa,
-                                                         smooth_loss=sl.val))  # the values now; the file is written after
-        ck = dict(format=CHECKPOINT_FORMAT, stage=getattr(self.learn, 'recipe_stage', None), next_epoch=self.epoch + 1,
-                  n_epoch=self.n_epoch, model=t['model'], opt=_plain(t['opt']), swa=t['swa'],
-                  best=dict(value=float(self.best.best), epoch=list(self.best.best_epoch or ())),
-                  history=len(self.history.rows), rng=rng_states(self.dls, _own_gpu(self.dls.device)),  # new host objects already
-                  smooth_loss=dict(count=sl.count, val=t['smooth_loss']))
-        if ranks is not None: ck['rng_ranks'] = ranks
-        self.pending = ck
-        recent = self._written_at is not None and time.monotonic() - self._written_at < self.min_s
-        if self.epoch + 1 == self.n_epoch or not recent: self._write_pending()
+        with signals_held():  # a Ctrl-C here would leave the host buffers half overwritten, the state held back lost: it waits
+            self.pending = None  # the snapshot below overwrites the host buffers a pending state is in
+            t = self.best.writer.snapshot('checkpoint', dict(model=self.model.state_dict(), opt=self.opt.state_dict(), swa=swa,
+                                                             smooth_loss=sl.val))  # the values now; the file is written after
+            ck = dict(format=CHECKPOINT_FORMAT, stage=getattr(self.learn, 'recipe_stage', None), next_epoch=self.epoch + 1,
+                      n_epoch=self.n_epoch, model=t['model'], opt=_plain(t['opt']), swa=t['swa'],
+                      best=dict(value=float(self.best.best), epoch=list(self.best.best_epoch or ())),
+                      history=len(self.history.rows), rng=rng_states(self.dls, _own_gpu(self.dls.device)),  # new host objects already
+                      smooth_loss=dict(count=sl.count, val=t['smooth_loss']))
+            if ranks is not None: ck['rng_ranks'] = ranks
+            self.pending = ck
+            recent = self._written_at is not None and time.monotonic() - self._written_at < self.min_s
+            if self.epoch + 1 == self.n_epoch or not recent: self._write_pending()
 
     def _write_pending(self):
-        if self.pending is None: return
-        ck, self.pending = self.pending, None
-        self.best.writer.write('checkpoint', self.fname, self._write, ck)
-        self._written_at = time.monotonic()
+        with signals_held():  # handed to the writer whole, or kept
+            if self.pending is None: return
+            self.best.writer.write('checkpoint', self.fname, self._write, self.pending)
+            self.pending, self._written_at = None, time.monotonic()
         if not self.background: self.wait()
 
     def _write(self, ck):
@@ -665,7 +667,7 @@ def apply_speed(learn, speed:dict):
         torch.backends.cudnn.deterministic = speed['deterministic']
     return learn
 
-# %% ../nbs/07_train.ipynb #fc02590e
+# %% ../nbs/07_train.ipynb #9741b40a
 def _stages(cfg, pretrained:bool)->list:
     "The recipe's fits: `(stage, epochs)`; the frozen stage only with a pretrained backbone"
     if pretrained and cfg['frozen_epochs']: return [('frozen', cfg['frozen_epochs']), ('unfrozen', cfg['epochs'])]
@@ -681,12 +683,15 @@ def _interrupted(run:Path, what:str, trained:bool=False)->str:
                         f"needs a new run; the best weights are in {run/'model.safetensors'}")
     return f"\n{what} was interrupted. No epoch had finished, so there is no checkpoint: remove {run} and start again."
 
+class Terminated(KeyboardInterrupt):
+    "What `train` raises at a SIGTERM: it stops as at a Ctrl-C (`fashion_style_train` then exits with status 143, not 130)"
+
 class _CtrlC(Callback):
-    "Stop the fit at the next batch after a Ctrl-C whose `KeyboardInterrupt` was lost (see `_ctrl_c_kept`)"
+    "Stop the fit at the next batch after a Ctrl-C (or SIGTERM) whose `KeyboardInterrupt` was lost (see `_ctrl_c_kept`)"
     order = 1000  # after the epoch's checkpoint
-    def __init__(self): self.hit = False
+    def __init__(self): self.hit = None
     def _check(self):
-        if self.hit: raise KeyboardInterrupt
+        if self.hit is not None: raise self.hit()
     def after_batch(self): self._check()
     def before_epoch(self): self._check()
     def after_epoch(self): self._check()
@@ -701,7 +706,9 @@ def _ctrl_c_kept(cb:_CtrlC):
     if threading.current_thread() is not threading.main_thread(): yield; return
     defaults = ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL))
     own = {sig: h for sig, h in defaults if signal.getsignal(sig) is h}
-    def handler(signum, frame): cb.hit = True; raise KeyboardInterrupt
+    def handler(signum, frame):
+        cb.hit = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        raise cb.hit()
     for sig in own: signal.signal(sig, handler)
     try: yield
     finally:
@@ -836,12 +843,13 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
                     fit_cbs.append(_Resume(ck))
                 learn.fit_one_cycle(n_epoch, lr, cbs=fit_cbs, start_epoch=start)
     except BaseException as e:  # Ctrl-C or an error: the last finished epoch's state is written (if `min_s` held it back)
-        if isinstance(e, KeyboardInterrupt):
-            checkpoint.flush()  # and a checkpoint being written finishes; its error, if writing it failed, replaces Ctrl-C's
-            if rank == 0: print(_interrupted(run, 'Training'), file=sys.stderr)
-        else:
-            try: checkpoint.flush()
-            except Exception as we: warnings.warn(f"{we} (after the error that stopped the training)")  # the training's error first
+        with signals_held():  # a second Ctrl-C or SIGTERM waits until it is written
+            if isinstance(e, KeyboardInterrupt):
+                checkpoint.flush()  # and a checkpoint being written finishes; its error, if writing it failed, replaces Ctrl-C's
+                if rank == 0: print(_interrupted(run, 'Training'), file=sys.stderr)
+            else:
+                try: checkpoint.flush()
+                except Exception as we: warnings.warn(f"{we} (after the error that stopped the training)")  # the training's error first
         raise
 
     if best.best_epoch is None:  # NaN scores every epoch: `BestF2Callback` kept nothing
@@ -877,7 +885,7 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
         raise
     return run
 
-# %% ../nbs/07_train.ipynb #590767ff
+# %% ../nbs/07_train.ipynb #8642a110
 def _json_arg(s):
     if s is None or not isinstance(s, str): return s
     try: return json.loads(s)
@@ -931,7 +939,7 @@ def train_cli(config:str=None, # JSON config file (a run's config.json works); f
     else its default (all in `fashion_style.train.TRAIN_DEFAULTS`): data synthetic, arch resnet18, size 64, bs 64, epochs 4,
     frozen_epochs 1 (with pretrained weights only), lr 0.003, loss wbce, valid_pct 0.2, seed 0, swa null."""
     try: run = _train_from_flags(locals())
-    except KeyboardInterrupt: sys.exit(130)  # train has said how to resume
+    except KeyboardInterrupt as e: sys.exit(143 if isinstance(e, Terminated) else 130)  # train has said how to resume
     except CLI_ERRORS as e: sys.exit(f"fashion_style_train: error: {e}")  # one line, no traceback
     finally: teardown_distrib()  # under torchrun: leave the process group
     if rank_distrib() != 0: return  # the run folder is rank 0's
