@@ -15,18 +15,27 @@
    BCE: the training phase's seconds / batches, median and
    fastest of epochs 2-N (the fastest is the steadier figure on a shared machine, where other work only adds time).
    On a GPU this is the host time each batch needs besides issuing the model's kernels.
-3. **The 1cycle schedules per batch**: fastai's `combined_cos` (torch ops on small tensors) against the project's
+3. **Torch operations per training batch** (`--op-arch`, default resnet18, the network of the project in both
+   loops, at the benchmark's size and batch, bf16 autocast on the CPU, channels-last model): every operation torch
+   dispatches (a `TorchDispatchMode` counts them), from one batch's start to the next's, so that the project's
+   callbacks after the batch and the fetching of the next batch are counted as the plain loop's fetch is. On a
+   GPU each operation that computes is a kernel launch; views (`view`, `transpose`, `detach`, ...) launch
+   nothing and are counted apart. The project's `StyleLearner` (weighted BCE, `BF16Precision`, metrics, loss
+   trackers, torch's AdamW through `StyleOptimWrapper`, fastai's two parameter groups) against a plain loop
+   over the same batches, model and class weights (AdamW, one group).
+4. **The 1cycle schedules per batch**: fastai's `combined_cos` (torch ops on small tensors) against the project's
    `models.host_combined_cos` (NumPy, the same values), for the learning rate of 2 parameter groups and the momentum.
-4. **The optimizer's `hypers`**, which fastai's scheduler and `Recorder` read 5 times a training batch: fastai's
+5. **The optimizer's `hypers`**, which fastai's scheduler and `Recorder` read 5 times a training batch: fastai's
    `OptimWrapper` against the project's `train.StyleOptimWrapper` (the same dicts), for 2 AdamW parameter groups;
    and `set_hyper` of the learning rate (one per group) and the momentum, which `ParamScheduler` calls every batch.
 
 Run: `python bench/host_sync_bench.py` (about a minute on two cores). Writes `--out` (JSON) if given. The data is
 the project's built-in **synthetic** set (drawn garments), made in a temporary folder."""
-import argparse, json, os, platform, sys, tempfile, time, warnings
+import argparse, collections, json, os, platform, sys, tempfile, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 from fastai.torch_core import trainable_params
 from fastai.callback.core import Callback
 from fastai.callback.schedule import *  # noqa: F401,F403  fit_one_cycle
@@ -115,6 +124,52 @@ def host_time(dls, pos, a)->dict:
     return {k: dict(batches=n, epoch_s=[round(s, 4) for s in v], ms_per_batch=round(1000 * float(np.median(v[1:])) / n, 3),
                     ms_per_batch_fastest=round(1000 * float(min(v[1:])) / n, 3)) for k, v in out.items()}
 
+_VIEWS = {'view', 'transpose', 'detach', 'lift_fresh', 'alias', 'as_strided', '_reshape_alias', 't', 'expand', 'permute',
+          'unsqueeze', 'squeeze', 'slice', 'select', 'split', 'unbind', '_unsafe_view', 'reshape'}  # metadata only: no kernel
+
+class _Count(TorchDispatchMode):
+    "Count the operations torch dispatches while active"
+    def __init__(self): super().__init__(); self.ops = collections.Counter()
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops[str(func.overloadpacket.__name__)] += 1
+        return func(*args, **(kwargs or {}))
+
+class _CountBatch(Callback):
+    "The operations from the start of training batch `at` of the second epoch to the start of the next"
+    order = -1000  # first at `before_batch`: the next batch's own work is left out, this one's all in
+    def __init__(self, at:int=2): self.at, self.mode, self.ops = at, None, None
+    def before_batch(self):
+        if self.mode is not None:
+            self.mode.__exit__(None, None, None); self.ops, self.mode = self.mode.ops, None
+        if self.training and self.epoch == 1 and self.iter == self.at: self.mode = _Count(); self.mode.__enter__()
+
+def op_counts(dls, pos, a)->dict:
+    "Torch operations dispatched per training batch: the project's `StyleLearner` and a plain loop, same network and batches"
+    from fashion_style.train import BF16Precision
+    torch.manual_seed(0)
+    learn = learner(dls, pos, a.op_arch)
+    learn.add_cb(BF16Precision()); learn.model.to(memory_format=torch.channels_last)
+    cb = _CountBatch()
+    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
+        warnings.simplefilter('ignore'); learn.fit_one_cycle(2, 1e-3, cbs=cb)
+    m = learn.model.train()
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-3, foreach=True)
+    lossf = torch.nn.BCEWithLogitsLoss(weight=torch.as_tensor(WeightedBCE(pos).class_weights, dtype=torch.float32))
+    it = iter(dls.train)
+    def step():
+        x, y = next(it)
+        with torch.autocast('cpu', dtype=torch.bfloat16): loss = lossf(m(x).float(), y)
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+    for _ in range(2): step()  # the optimizer's state made
+    with _Count() as c: step()
+    out = {}
+    for name, ops in (('plain PyTorch loop', c.ops), ('project StyleLearner', cb.ops)):
+        views = sum(n for k, n in ops.items() if k in _VIEWS)
+        out[name] = dict(ops=sum(ops.values()), compute_ops=sum(ops.values()) - views, by_op=dict(sorted(ops.items())))
+    diff = collections.Counter(cb.ops); diff.subtract(c.ops)
+    out['project minus plain'] = {k: v for k, v in sorted(diff.items(), key=lambda kv: (-abs(kv[1]), kv[0])) if v}
+    return out
+
 def schedules()->dict:
     "Milliseconds per batch to compute the learning rate (2 parameter groups) and momentum of `fit_one_cycle`"
     import timeit
@@ -153,7 +208,8 @@ def set_hypers()->dict:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--arch', default='test_resnet'); p.add_argument('--size', type=int, default=32)
+    p.add_argument('--arch', default='test_resnet'); p.add_argument('--op-arch', default='resnet18', help='network of the operation count')
+    p.add_argument('--size', type=int, default=32)
     p.add_argument('--bs', type=int, default=32); p.add_argument('--epochs', type=int, default=12)
     p.add_argument('--n', type=int, default=2000, help='synthetic development images')
     p.add_argument('--out', default=None, help='JSON file for the results')
@@ -167,12 +223,16 @@ def main():
         pos = label_matrix(df, STYLES).sum(0)
         res = dict(machine=dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(), torch_threads=1,
                                 python=platform.python_version(), torch=torch.__version__),
-                   args=vars(a), waits=waits(dls, pos, synth, tmp, a), host_time=host_time(dls, pos, a), schedules_ms=schedules(),
+                   args=vars(a), waits=waits(dls, pos, synth, tmp, a), host_time=host_time(dls, pos, a), op_counts=op_counts(dls, pos, a), schedules_ms=schedules(),
                    hypers_ms=hypers(), set_hyper_ms=set_hypers())
     print(f"\nHost waits per batch (HostSyncs), {a.arch} at {a.size} px, batch {a.bs}:")
     for k, v in res['waits'].items(): print(f"  {k:32s} train {v['per_batch'].get('train', 0):.2f}  valid {v['per_batch'].get('valid', 0):.2f}")
     print(f"\nHost time per training batch, flatten + linear at {a.size} px, batch {a.bs}, 1 thread (epochs 2-{a.epochs}: median, fastest):")
     for k, v in res['host_time'].items(): print(f"  {k:32s} {v['ms_per_batch']:.3f} ms  {v['ms_per_batch_fastest']:.3f} ms")
+    oc = res['op_counts']
+    print(f"\nTorch operations per training batch, {a.op_arch} at {a.size} px, batch {a.bs}, bf16 autocast, channels-last model (all / computing):")
+    for k in ('plain PyTorch loop', 'project StyleLearner'): print(f"  {k:32s} {oc[k]['ops']:5d}  {oc[k]['compute_ops']:5d}")
+    print("  project minus plain, by operation: " + ', '.join(f"{k} {v:+d}" for k, v in oc['project minus plain'].items()))
     print("\nLearning-rate and momentum schedules of fit_one_cycle, per batch (fastest of 5 x 2,000 calls):")
     for k, v in res['schedules_ms'].items(): print(f"  {k:32s} {v:.4f} ms")
     print("\nThe optimizer's hypers (2 AdamW groups), per read, 5 reads a training batch (fastest of 5 x 2,000 calls):")
