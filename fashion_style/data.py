@@ -87,9 +87,13 @@ def _frame(ids, paths, labels, vocab, **extra)->pd.DataFrame:
     return df
 
 def _check_files(fname, paths, names, lines, image_dir):
-    "Raise one `InputError` naming every image file in `paths` that does not exist"
-    missing = [f'{n} (line {l})' for p, n, l in zip(paths, names, lines) if not os.path.isfile(p)]
-    if not missing: return
+    "Raise one `InputError` naming every image file in `paths` that does not exist (or the first that is a folder)"
+    absent = [(p, n, l) for p, n, l in zip(paths, names, lines) if not os.path.isfile(p)]
+    if not absent: return
+    if folders := [(n, l) for p, n, l in absent if os.path.isdir(p)]:
+        more = f" (and {len(folders) - 1} more)" if len(folders) > 1 else ''
+        raise InputError(fname, f"{folders[0][0]} is a folder, not an image{more}: list image files", folders[0][1])
+    missing = [f'{n} (line {l})' for p, n, l in absent]
     if len(missing) == len(names):   # a wrong folder, most likely: no use listing every name
         raise InputError(fname, f"none of the {len(names)} images is in {image_dir} (looked for {missing[0]}, ...): "
                                 "is the image folder right (--image_dir / image_dir=)?")

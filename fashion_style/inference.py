@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_inference.ipynb #b68cb349
 from __future__ import annotations
-import csv, functools, os, re, sys, warnings
+import csv, functools, inspect, os, re, sys, warnings
 from pathlib import Path, PurePosixPath
 import numpy as np, pandas as pd, torch, timm, safetensors
 from torch.utils.data import Dataset, DataLoader
@@ -628,6 +628,21 @@ def _check_submission(submission, images, predictor, image_dir=None):
     except ValueError as e: raise ValueError(f"--submission {submission}: {e}") from None
     return table
 
+def _check_predict_flags(engine, bs, device, num_workers, ray_flags:dict, local_flags:dict):
+    "Refuse a bad `--bs`, `--num_workers` or `--device`, and flags of the other engine (given: not at their default)"
+    if bs < 1: raise ValueError(f"--bs must be a whole number >= 1, got {bs!r}")
+    if num_workers < 0: raise ValueError(f"--num_workers must be a whole number >= 0, got {num_workers!r}")
+    if device is not None:
+        try: torch.device(device)
+        except (RuntimeError, TypeError): raise ValueError(f"--device must be a torch device such as 'cpu', 'cuda' or 'cuda:1', got {device!r}") from None
+    defaults = {k: p.default for k, p in inspect.signature(predict_cli).parameters.items()}
+    given = [f'--{k}' for k, v in (ray_flags if engine == 'local' else local_flags).items() if v != defaults[k]]
+    if not given: return
+    if engine == 'local': raise ValueError(f"{', '.join(given)} given with --engine local: they set up the Ray actors and parts "
+                                           "of --engine ray; add --engine ray, or leave them out")
+    raise ValueError(f"{', '.join(given)} given with --engine ray, whose actors decode the images themselves (with PIL): "
+                     "they apply to --engine local; leave them out")
+
 @call_parse
 def predict_cli(images:str, # an image, a folder of images, a JD label file or test list, or a CSV / Parquet listing (path or image column, e.g. image,labels)
                 runs:Param("run folder(s) (several: an ensemble), or an ensemble .json file", str, nargs='+'),
@@ -653,6 +668,8 @@ def predict_cli(images:str, # an image, a folder of images, a JD label file or t
     "Predict the styles of images with a run or an ensemble and write them as CSV (and a JD submission)"
     try:
         if engine not in ENGINES: raise ValueError(f"--engine must be one of {list(ENGINES)}, got {engine!r}")
+        _check_predict_flags(engine, bs, device, num_workers, dict(num_actors=num_actors, num_gpus=num_gpus, cpus_per_actor=cpus_per_actor,
+                             part_size=part_size, address=address), dict(num_workers=num_workers, decode=decode))
         if engine == 'local': out = check_out_file(out or 'predictions.csv', '--out')  # before the work, not after
         if submission: check_out_file(submission, '--submission')
         try: w = None if weights is None else [float(v) for v in weights.split(',')]

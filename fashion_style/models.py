@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_models.ipynb #3fef50a8
 from __future__ import annotations
-import os, re, sys, logging, pickle, warnings, urllib.parse
+import os, re, sys, logging, pickle, warnings, urllib.parse, zipfile
 from contextlib import contextmanager
 from pathlib import Path
 import torch, timm
@@ -25,7 +25,7 @@ from fastai.data.transforms import Normalize
 from fastai.vision.core import imagenet_stats
 from fastai.vision.learner import vision_learner
 import safetensors.torch
-from .core import models_path, atomic_write
+from .core import models_path, atomic_write, InputError
 
 # %% auto #0
 __all__ = ['PAPER_ARCHS', 'LITE0', 'LOCAL_WEIGHTS', 'resolve_arch', 'normalize_stats', 'has_pretrained', 'hub_offline',
@@ -386,16 +386,26 @@ class HostLosses(Callback):
             ls[i:] = torch.stack(ls[i:]).float().cpu().tolist()  # one copy for the epoch
         self._done = len(ls)
 
+_TORCH_MAGIC = b'\x8a\x0a' + (0x1950a86a20f9469cfc6c).to_bytes(10, 'little')  # torch.save's magic number, as its pickle format writes it
+
+def _torch_zip(fname)->bool:
+    "Whether a zip file is a `torch.save` archive (it holds a `data.pkl`); a damaged zip counts as one, for torch to name the damage"
+    try:
+        with zipfile.ZipFile(fname) as z: return any(n.split('/')[-1] == 'data.pkl' for n in z.namelist())
+    except zipfile.BadZipFile: return True
+
 def weights_format(fname)->str|None:
     "What a weights file holds, from its first bytes: 'safetensors', 'torch' (a `torch.save` zip or pickle) or None"
-    with open(fname, 'rb') as f: head = f.read(9)
-    if head[:4] == b'PK\x03\x04' or head[:1] == b'\x80': return 'torch'
-    if len(head) == 9 and head[8:9] == b'{': return 'safetensors'
+    with open(fname, 'rb') as f: head = f.read(32)
+    if head[:4] == b'PK\x03\x04': return 'torch' if _torch_zip(fname) else None
+    if head[:1] == b'\x80' and _TORCH_MAGIC in head: return 'torch'
+    if len(head) >= 9 and head[8:9] == b'{': return 'safetensors'
     return None
 
 def _check_weights_file(fname:Path):
     "Refuse a weights file that is not what its name says, or is cut short: timm picks its reader by the name"
     kind, named_st = weights_format(fname), fname.suffix == '.safetensors'
+    if kind is None: raise InputError(fname, "not a weights file (safetensors or a torch checkpoint)")
     if kind == 'safetensors' and not named_st:
         raise ValueError(f"{fname} holds safetensors, but timm reads a file not named *.safetensors with torch.load: "
                          f"rename it to {fname.with_suffix('.safetensors').name}")

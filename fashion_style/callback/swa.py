@@ -114,7 +114,7 @@ def epoch_skipped(cb:Callback)->bool:
     "Whether the current epoch is one that fastai's `SkipToEpoch` skips (a fit resumed with `start_epoch`)"
     return cb.epoch < next((c._skip_to for c in cb.learn.cbs if isinstance(c, SkipToEpoch)), 0)
 
-def _whole(v)->bool: return isinstance(v, numbers.Real) and math.isfinite(v) and int(v) == v
+def _whole(v)->bool: return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and math.isfinite(v) and int(v) == v
 
 def _empty(dl)->bool:
     try: return len(dl) == 0
@@ -139,10 +139,12 @@ class SWACallback(Callback):
         replace:bool=True,    # keep the averaged model in the learner (False: restore the weights held before)
         compare:bool=False,   # also validate the weights held before SWA (e.g. the best checkpoint): `plain_metrics`
     ):
-        if int(cycle_len) != cycle_len or cycle_len < 1: raise ValueError(f"cycle_len must be a whole number >= 1, got {cycle_len}")
-        if not _whole(start_epoch) or start_epoch < 0: raise ValueError(f"start_epoch must be a whole number >= 0, got {start_epoch}")
+        if not _whole(cycle_len) or cycle_len < 1: raise ValueError(f"cycle_len must be a whole number >= 1, got {cycle_len!r}")
+        if not _whole(start_epoch) or start_epoch < 0: raise ValueError(f"start_epoch must be a whole number >= 0, got {start_epoch!r}")
         if bn_batches is not None and (not _whole(bn_batches) or bn_batches < 1):
-            raise ValueError(f"bn_batches must be a whole number >= 1 or None, got {bn_batches}")
+            raise ValueError(f"bn_batches must be a whole number >= 1 or None, got {bn_batches!r}")
+        for k, v in dict(bn_update=bn_update, evaluate=evaluate, replace=replace, compare=compare).items():
+            if not isinstance(v, (bool, np.bool_)): raise ValueError(f"{k} must be True or False, got {v!r}")
         cyclic_lr(0, 1, 0, anneal)  # checks `anneal`
         store_attr()
         self.average, self.swa_metrics, self.plain_metrics, self.saved_path = WeightAverage(), None, None, None
