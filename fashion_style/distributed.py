@@ -301,16 +301,30 @@ def ddp_ctx(self:Learner, sync_bn:bool=True, # make BatchNorm `SyncBatchNorm` on
     finally:
         if cb is not None: cb.restore(); self.remove_cb(cb)
 
-# %% ../nbs/07a_distributed.ipynb #e0fc2389
+# %% ../nbs/07a_distributed.ipynb #7c2e3a5a
 _LAUNCHER_VARS = ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'LOCAL_WORLD_SIZE', 'GROUP_RANK', 'ROLE_RANK', 'ROLE_WORLD_SIZE',
                   'MASTER_ADDR', 'MASTER_PORT', 'TORCHELASTIC_RUN_ID', 'TORCHELASTIC_USE_AGENT_STORE')
 
-def _gpu_ids(gpus)->list:
-    "GPU numbers as this process sees them, as the physical ids `CUDA_VISIBLE_DEVICES` takes in a child process"
-    if gpus is None: gpus = list(range(torch.cuda.device_count()))
+def _gpu_ids(gpus, option:str='gpus')->list:
+    "GPU numbers as this process sees them, as the physical ids `CUDA_VISIBLE_DEVICES` takes in a child process; a `ValueError` naming `option` for GPUs it does not see"
+    cvd = os.environ.get('CUDA_VISIBLE_DEVICES')
+    visible, n = [v for v in (cvd or '').split(',') if v], torch.cuda.device_count()
+    if visible: n = min(n, len(visible))
+    if gpus is None: gpus = list(range(n))
     elif isinstance(gpus, str): gpus = [g for g in gpus.replace(' ', '').split(',') if g]
-    visible = [v for v in os.environ.get('CUDA_VISIBLE_DEVICES', '').split(',') if v]
-    return [visible[int(g)] if visible else str(g) for g in gpus]
+    elif not isinstance(gpus, (list, tuple)): gpus = [gpus]
+    asked, seen = ','.join(map(str, gpus)), '' if cvd is None else f" (CUDA_VISIBLE_DEVICES={cvd!r})"
+    bad = [g for g in gpus if not str(g).isdigit()]
+    if bad: raise ValueError(f"{option} {asked}: {str(bad[0])!r} is not a GPU number; give the numbers of visible GPUs separated by commas, such as 0,1")
+    if gpus and not n: raise ValueError(f"{option} {asked}: no GPU is visible to this process{seen}; leave {option} out to train on the CPU")
+    out = [g for g in gpus if int(g) >= n]
+    if out: raise ValueError(f"{option} {asked}: there is no GPU {out[0]}: this process sees {n} GPU{'s'[:n!=1]}, numbered 0 to {n-1}{seen}")
+    return [visible[int(g)] if visible else str(int(g)) for g in gpus]
+
+def _check_parallel(parallel, option:str='parallel'):
+    "Raise a `ValueError` naming `option` unless `parallel` is None (the default) or a whole number of jobs at once, at least 1"
+    if parallel is not None and (isinstance(parallel, bool) or not isinstance(parallel, (int, np.integer)) or parallel < 1):
+        raise ValueError(f"{option} must be at least 1 (jobs at once), got {parallel!r}")
 
 _PRCTL = getattr(ctypes.CDLL(None), 'prctl', None) if sys.platform.startswith('linux') else None  # looked up before any fork
 
@@ -343,6 +357,7 @@ def run_parallel(jobs:dict, # name -> command (list of arguments)
                  grace:float=120., # on Ctrl-C: seconds the running jobs get to stop by themselves (then SIGTERM, SIGKILL)
                 )->dict: # name -> log file
     "Run `jobs` side by side, each with `CUDA_VISIBLE_DEVICES` its own GPU, at most one per GPU; raise if any failed"
+    _check_parallel(parallel)
     gpus = _gpu_ids(gpus)
     slots = [gpus[i % len(gpus)] for i in range(parallel or len(gpus))] if gpus else [None]*(parallel or 1)
     log_dir = Path(log_dir) if log_dir is not None else Path(tempfile.mkdtemp(prefix='fashion_style-jobs-'))
@@ -377,7 +392,7 @@ def run_parallel(jobs:dict, # name -> command (list of arguments)
         raise RuntimeError('; '.join(f"{n} exited with {rc} (log {logs[n]}):\n{_tail(logs[n])}" for n, rc in failed.items()))
     return logs
 
-# %% ../nbs/07a_distributed.ipynb #d24e9e26
+# %% ../nbs/07a_distributed.ipynb #8841d16a
 def _same_run_config(a:dict, b:dict)->bool:
     """Whether configs `a` and `b` train the same run: compared as `train` records them, keys added to the config since
     a run began taking their defaults, and without the settings of how often a run writes its resume state"""
@@ -439,6 +454,8 @@ def train_members(members:dict, # member name -> its config changes (e.g. `{'arc
     "Train an ensemble's members side by side, each `train` in its own process on its own GPU; return the run folders"
     from fashion_style.core import models_path
     if not isinstance(members, dict): raise ValueError(f"members must be a dict {{member name: {{config changes}}}}, got {type(members).__name__}")
+    if not members: raise ValueError("no members: give at least one, such as {'m0': {'seed': 0}}")
+    _check_parallel(parallel)
     _check_shared(base)
     out = Path(out or (base or {}).get('out') or models_path())
     on_gpus = bool(_gpu_ids(gpus))
@@ -453,7 +470,7 @@ def train_members(members:dict, # member name -> its config changes (e.g. `{'arc
     run_parallel(jobs, gpus, parallel, log_dir=cfg_dir, env=env)
     return runs
 
-# %% ../nbs/07a_distributed.ipynb #47ef2006
+# %% ../nbs/07a_distributed.ipynb #4b37c90f
 def _read_members(fname)->dict:
     """The JSON object in a members file; an `InputError` naming the file (and the line of a JSON error) otherwise (not
     `fashion_style.train._read_config`: a member may be named 'config')"""
@@ -464,6 +481,7 @@ def _read_members(fname)->dict:
     except UnicodeDecodeError as e: raise InputError(f, f"not a UTF-8 text file ({e})") from None
     except json.JSONDecodeError as e: raise InputError(f, f"not valid JSON: {e.msg} (column {e.colno})", e.lineno) from None
     if not isinstance(obj, dict): raise InputError(f, f"expected a JSON object {{member name: {{config changes}}}}, got a JSON {type(obj).__name__}")
+    if not obj: raise InputError(f, 'no members: name at least one, such as {"m0": {"seed": 0}}')
     return obj
 
 @call_parse
@@ -477,6 +495,7 @@ def train_members_cli(members:str, # JSON file: {member name: {config changes}}
     from fashion_style.core import CLI_ERRORS
     from fashion_style.train import _read_config
     try:
+        _check_parallel(parallel, '--parallel'); _gpu_ids(gpus, '--gpus')  # the options named, before anything is read or written
         base = {}
         if config:
             base = _read_config(config)

@@ -291,7 +291,7 @@ def draw_garment(garment:str, # a level of FACTORS['garment']
     ox, oy = (int(v) for v in rng.integers(0, 3*size, 2))
     return ImageChops.add(img, _noise_bank(size).crop((ox, oy, ox + size, oy + size)), 1., -8)   # pixel noise, sd 2.5
 
-# %% ../nbs/02_synth.ipynb #405539e7
+# %% ../nbs/02_synth.ipynb #1227c00b
 SPLIT_CODES = dict(dev=0, test=1)
 _SET_FILES = ('train.txt', 'test.txt', 'meta.csv', 'README.md', 'params.json', 'oracle.json', '.incomplete')
 
@@ -299,6 +299,15 @@ def synth_params(n_dev=6000, n_test=3000, size=64, seed=0)->dict:
     "The parameters that define a synthetic set (stored in `params.json`)"
     return dict(generator='fashion_style.synth', version=SYNTH_VERSION, n_dev=int(n_dev), n_test=int(n_test),
                 size=int(size), seed=int(seed), sharpness=SHARPNESS, vocab=list(STYLES))
+
+_MAX_SIZE = 1024  # pixels: the models here take 224-299; a 1,024-pixel picture takes about a second and 1 GB to draw
+
+def _check_params(params:dict, flag:str=''):
+    "Raise a `ValueError` naming the first of n_dev, n_test, size and seed out of range (`flag`: '--' for the command line)"
+    for k, lo, hi in (('n_dev', 1, None), ('n_test', 1, None), ('size', 16, _MAX_SIZE), ('seed', 0, None)):
+        v = params[k]
+        if v < lo or (hi is not None and v > hi):
+            raise ValueError(f"{flag}{k} must be {f'between {lo} and {hi}' if hi else f'at least {lo}'}, got {v}")
 
 def _plan(split:str, n:int, seed:int)->pd.DataFrame:
     "Factors, true probabilities and drawn 0/1 labels of the `n` images of `split`"
@@ -363,7 +372,7 @@ def _differences(old, params)->str:
     return '; '.join(f"{k} {json.dumps(old.get(k))} there, {json.dumps(v)} asked" for k, v in params.items()
                      if k != 'version' and old.get(k) != v)
 
-# %% ../nbs/02_synth.ipynb #abdde9b7
+# %% ../nbs/02_synth.ipynb #4a934368
 def _readme(params, dev, test)->str:
     "The data set's README.md"
     tbl = pd.DataFrame(dict(code=STYLE_CODES, target_share=target_shares().values.round(4),
@@ -400,7 +409,7 @@ def make_synthetic(dest=None, # output folder (default: `data_path()/'synthetic'
     "Generate (or reuse) the synthetic style data set in `dest` and return `dest`"
     dest = Path(dest) if dest is not None else data_path()/'synthetic'
     params = synth_params(n_dev, n_test, size, seed)
-    if min(n_dev, n_test) < 1 or size < 16: raise ValueError("need n_dev >= 1, n_test >= 1 and size >= 16")
+    _check_params(params)  # before anything is written
     if not overwrite and _is_complete(dest, params) and _oracle_current(dest): return dest
     with file_lock(dest/'.lock'): return _make(dest, params, overwrite, n_workers)
 
@@ -499,14 +508,14 @@ def prevalence_table(dest=None, # folder of a synthetic set (default: `data_path
                              dev=Yd.sum(0).astype(int), valid=Yd[vi].sum(0).astype(int), test=Yt.sum(0).astype(int),
                              dev_share=Yd.mean(0), test_share=Yt.mean(0)), index=pd.Index(STYLES, name='style'))
 
-# %% ../nbs/02_synth.ipynb #ae26ed86
+# %% ../nbs/02_synth.ipynb #957856e0
 @call_parse
 def synth_cli(dest:str=None, # output folder (default: data/synthetic)
               n_dev:int=6000, # development images (train.txt, split 8:2 into train and valid)
               n_test:int=3000, # test images (test.txt, with labels)
-              size:int=64, # side of the square pictures, in pixels
-              seed:int=0, # generator seed
-              split_seed:int=42, # seed of the train/valid split used to choose the oracle's thresholds
+              size:int=64, # side of the square pictures, in pixels (16 to 1024)
+              seed:int=0, # generator seed (a non-negative integer)
+              split_seed:int=42, # seed of the train/valid split used to choose the oracle's thresholds (0 to 2**32 - 1)
               overwrite:bool=False, # remake the set even if dest holds one with the same parameters
               n_workers:int=None, # processes drawing pictures (default: 2 for big sets)
              ):
@@ -519,6 +528,8 @@ def synth_cli(dest:str=None, # output folder (default: data/synthetic)
 
 def _synth(dest, n_dev, n_test, size, seed, split_seed, overwrite, n_workers):
     "`synth_cli`'s work"
+    _check_params(synth_params(n_dev, n_test, size, seed), '--')  # all options checked before anything is written
+    if not 0 <= split_seed < 2**32: raise ValueError(f"--split_seed must be between 0 and {2**32 - 1} (2**32 - 1), got {split_seed}")
     t0 = time.perf_counter()
     dest = make_synthetic(dest, n_dev=n_dev, n_test=n_test, size=size, seed=seed, overwrite=overwrite, n_workers=n_workers)
     print(f"synthetic set in {dest} ({time.perf_counter() - t0:.1f} s)")
