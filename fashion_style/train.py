@@ -91,7 +91,7 @@ TRAIN_DEFAULTS = dict(
     out=None,             # parent of run folders (default: models_path())
 )
 
-# %% ../nbs/07_train.ipynb #0ad4b9ef
+# %% ../nbs/07_train.ipynb #77b4cfd1
 _CHOICES = dict(pipeline=('auto', 'fastai', 'fast'), precision=('auto', 'fp32', 'bf16', 'fp16'),
                 channels_last=('auto', True, False), optimizer=('auto', 'fastai', 'adamw'),
                 deterministic=('auto', True, False), cudnn_benchmark=('auto', True, False), bad_images=('error', 'skip'),
@@ -115,6 +115,8 @@ _KINDS = dict(  # key: (check, what it must be)
     data=(lambda v: isinstance(v, (str, os.PathLike)), "'synthetic' or a file"),
     vocab=(_optional(lambda v: isinstance(v, (list, tuple))), 'null or a list of label names'),
     loss_kwargs=(lambda v: isinstance(v, dict), 'a dict'),
+    name=(_optional(lambda v: isinstance(v, str) and v not in ('', '.', '..') and not {'/', '\\'} & set(v)),
+          "null or a plain folder name (no path separator, not '.' or '..')"),
     **{k: (_optional(lambda v: isinstance(v, dict)), 'null or a dict') for k in ('oversample', 'swa', 'synth')})
 
 def train_config(config:dict|None=None, **kwargs)->dict:
@@ -139,6 +141,8 @@ def train_config(config:dict|None=None, **kwargs)->dict:
         if own: raise ValueError(f"{', '.join(own)} given with data='synthetic': the built-in synthetic set has its own test "
                                  "split, images and styles; for your own data give data=<a label file>")
     elif cfg['synth'] is not None: raise ValueError(f"synth applies to data='synthetic' only, not to data={cfg['data']!r}")
+    bad = sorted(set(cfg['synth'] or {}) - set(_SYNTH_KEYS))
+    if bad: raise ValueError(f"synth: unknown keys {bad}; known: {_SYNTH_KEYS}")
     return json.loads(json.dumps(cfg, default=str))
 
 _PATH_KEYS = ('data', 'test', 'image_dir', 'weights_file', 'cache_dir', 'out')
@@ -167,6 +171,7 @@ def _check_loss_kwargs(loss:str, kw:dict, n_classes:int=len(STYLES)):
     try: get_loss(loss, pos_counts=np.ones(n_classes), **kw)  # build it once, as `train` will
     except (TypeError, ValueError) as e: raise ValueError(f"loss_kwargs: {e}") from None
 
+_SYNTH_KEYS = list(inspect.signature(make_synthetic).parameters)
 _SWA_KEYS = [k for k in inspect.signature(SWACallback).parameters if k not in ('fname', 'bn_dl')]  # `train` sets these
 
 def _check_swa(swa:dict, epochs:int):
@@ -189,7 +194,7 @@ def swa_args(swa:dict, pretrained:bool, lr_mult:float)->dict:
     if not pretrained: return dict(swa)
     return {k: slice(v / lr_mult, v) if k in ('lr_max', 'lr_min') and isinstance(v, (int, float)) else v for k, v in swa.items()}
 
-# %% ../nbs/07_train.ipynb #b066bdc1
+# %% ../nbs/07_train.ipynb #7b54467d
 def _read_labels(fname, image_dir, vocab, check_files=True, key='data'):
     fname = Path(fname)
     if fname.is_dir(): raise IsADirectoryError(f"{key} {fname}: a folder; give a label file: a JD label file (such as its train.txt) "
@@ -207,7 +212,16 @@ def load_data(cfg:dict):
         check = cfg['bad_images'] != 'skip'
         dev = _read_labels(cfg['data'], cfg['image_dir'], cfg['vocab'], check)
         test = None if cfg['test'] is None else _read_labels(cfg['test'], cfg['image_dir'], dev.attrs['vocab'], check, 'test')
+        if test is not None: _check_held_out(dev, test, cfg['test'], cfg['data'])
     return dev, test
+
+def _check_held_out(dev, test, test_file, data_file, n_named:int=5):
+    "Refuse a test table that shares image files with the development table: its scores would be measured on training images"
+    dev_paths = set(map(os.path.abspath, dev.path))
+    shared = [i for i, p in zip(test.image_id, test.path) if os.path.abspath(p) in dev_paths]
+    if shared: raise InputError(test_file, f"{len(shared)} of its {len(test)} images are also in the development data {data_file}: "
+                                f"{', '.join(map(repr, shared[:n_named]))}{' ...' if len(shared) > n_named else ''}; the test "
+                                "images must be held out from training and validation")
 
 # %% ../nbs/07_train.ipynb #1db668d5
 def _tensors_in(o, out:list)->list:
@@ -539,7 +553,7 @@ def evaluate_weights(learn, fname, dls_by_split:dict, vocab,
     return dict(probs=probs, targets=targets, thresholds=np.asarray(thresholds),
                 table=f2_table(probs, targets, thresholds, vocab))
 
-# %% ../nbs/07_train.ipynb #488e9145
+# %% ../nbs/07_train.ipynb #8c9f3def
 log = logging.getLogger('fashion_style.train')
 
 def _versions():
@@ -558,7 +572,21 @@ def _run_dir(cfg)->Path:
     run.mkdir(parents=True, exist_ok=True)
     return run
 
+def _check_out_dir(path, option:str='--out')->Path:
+    "`path`, or an `OSError` naming `option` if no run folder can be made in it: a file, under a file, or a folder that takes no new file"
+    p = d = Path(path)
+    while not d.exists() and d != d.parent: d = d.parent  # missing folders are made with the run folder
+    if not d.is_dir(): raise NotADirectoryError(f"{option} {p}: a file, not a folder" if d == p else f"{option} {p}: {d} is a file, not a folder")
+    if not os.access(d, os.W_OK | os.X_OK): raise PermissionError(f"{option} {p}: cannot write to the folder {d}")
+    return p
 
+def _check_bs(bs:int, n_train:int, world_size:int=1):
+    "Refuse a batch size with no full training batch: the training loader drops the last incomplete one"
+    if bs*world_size <= n_train: return
+    per = f" per process x {world_size} processes" if world_size > 1 else ""
+    fix = f"use --bs {n_train//world_size} or less" if n_train >= world_size else "use fewer processes"
+    raise ValueError(f"bs {bs}{per} is more than the {n_train} training images (after the valid split, and any skipped images "
+                     f"or oversampling): no full training batch; {fix}")
 
 def _write_json(obj, fname):
     with atomic_write(fname, 'w') as f: json.dump(obj, f, indent=1)
@@ -667,7 +695,7 @@ def apply_speed(learn, speed:dict):
         torch.backends.cudnn.deterministic = speed['deterministic']
     return learn
 
-# %% ../nbs/07_train.ipynb #9741b40a
+# %% ../nbs/07_train.ipynb #06e3f0a9
 def _stages(cfg, pretrained:bool)->list:
     "The recipe's fits: `(stage, epochs)`; the frozen stage only with a pretrained backbone"
     if pretrained and cfg['frozen_epochs']: return [('frozen', cfg['frozen_epochs']), ('unfrozen', cfg['epochs'])]
@@ -756,7 +784,9 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
         on_rank0(_check_unfinished, run)  # before the data is read
         # SWA's lr given as a number is the head's; a run begun before that rule keeps its own (every group the same)
         cfg, head_lr = train_config(info['config']), info.get('swa_scalar_lr') == 'head'
-    else: cfg, head_lr = absolute_paths(train_config(config, **kwargs)), True
+    else:
+        cfg, head_lr = absolute_paths(train_config(config, **kwargs)), True
+        on_rank0(_check_out_dir, cfg['out'] or models_path())  # before anything is written (the synthetic set included)
     speed = speed_settings(cfg, distrib_device(cfg['device']))
     if resume is not None and info.get('speed', {}).get('optimizer'):  # the checkpoint's state is that optimizer's, even
         speed['optimizer'] = info['speed']['optimizer']                 # where 'auto' would pick another on this device
@@ -773,6 +803,7 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
         dls = rank0_first(fast_style_dls, dev, vocab, cache_dir=cfg['cache_dir'], cache_device=cfg['cache_device'], draft=cfg['draft'],
                              channels_last=speed['channels_last'], progress=progress, **kw)
     else: dls = style_dls(dev, vocab, progress=progress, **kw)
+    _check_bs(cfg['bs'], len(dls.train_idxs), dist.get_world_size() if distributed else 1)
     if test is not None:  # decoded once
         test, test_skipped = on_rank0(usable_images, test, cfg['bad_images'], progress=progress, skipped_where='skipped_images.csv in the run folder')
         none = [v for v, n in zip(vocab, label_matrix(test, vocab).sum(0)) if n == 0]
@@ -885,7 +916,7 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
         raise
     return run
 
-# %% ../nbs/07_train.ipynb #8642a110
+# %% ../nbs/07_train.ipynb #193f8d8b
 def _json_arg(s):
     if s is None or not isinstance(s, str): return s
     try: return json.loads(s)
@@ -989,6 +1020,6 @@ def flags_config(a:dict)->dict:
 def _train_from_flags(a:dict)->Path:
     if a['resume'] is not None:
         given = sorted(k for k, v in a.items() if v is not None and v is not False and k not in ('resume', 'no_progress'))
-        if given: raise SystemExit(f"--resume continues a run with its own config; drop {', '.join('--' + k for k in given)}")
+        if given: raise ValueError(f"--resume continues a run with its own config; drop {', '.join('--' + k for k in given)}")
         return train(resume=a['resume'], progress=not a['no_progress'])
     return train(flags_config(a), progress=not a['no_progress'])
