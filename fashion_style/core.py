@@ -14,7 +14,8 @@ except ImportError: fcntl = None  # Windows: no locks (one writer at a time is t
 # %% auto #0
 __all__ = ['STYLES', 'STYLE_CODES', 'JD_N_TRAIN', 'JD_TRAIN_POSITIVES', 'CLI_ERRORS', 'style_code', 'check_vocab', 'project_root',
            'data_path', 'models_path', 'seed_everything', 'InputError', 'atomic_path', 'atomic_write',
-           'write_safetensors', 'file_lock', 'forked_worker_init', 'signals_held', 'check_out_file', 'markdown_table']
+           'write_safetensors', 'file_lock', 'forked_worker_init', 'signals_held', 'check_out_file', 'check_out_dir',
+           'markdown_table']
 
 # %% ../nbs/00_core.ipynb #c4676eb8
 STYLES = ['sports', 'casual', 'commuting', 'Japanese', 'Korean', 'western', 'British',
@@ -210,17 +211,30 @@ def __getattr__(name:str):
     module, fn = _CONSOLE[name].split(':')
     return getattr(importlib.import_module(module), fn)  # called by the script's own top level, so that fastcore parses its flags
 
-# %% ../nbs/00_core.ipynb #524d2157
+# %% ../nbs/00_core.ipynb #d8558969
+def _check_folder(p:Path, d:Path, option:str):
+    "Raise an `OSError` naming `option` and `p` unless the nearest existing folder at or above `d` takes a new file"
+    while not d.exists() and d != d.parent: d = d.parent  # missing folders are made when the output is written
+    if not d.is_dir(): raise NotADirectoryError(f"{option} {p}: {d} is a file, not a folder")
+    try: tempfile.TemporaryFile(dir=d).close()
+    except OSError as e: raise PermissionError(f"{option} {p}: cannot write to the folder {d} ({e.strerror})") from None
+
 def check_out_file(path, # a file to write
                    option:str='--out', # the option that named it, for the message
                   )->Path:
     "`path`, or an `OSError` whose message names `option` if no file can be written there: a folder, under a file, or in a folder that takes no new file"
-    p = Path(path); d = p.parent
+    p = Path(path)
     if p.is_dir(): raise IsADirectoryError(f"{option} {p}: a folder, not a file")
-    while not d.exists() and d != d.parent: d = d.parent  # missing folders are made when the file is written
-    if not d.is_dir(): raise NotADirectoryError(f"{option} {p}: {d} is a file, not a folder")
-    try: tempfile.TemporaryFile(dir=d).close()
-    except OSError as e: raise PermissionError(f"{option} {p}: cannot write to the folder {d} ({e.strerror})") from None
+    _check_folder(p, p.parent, option)
+    return p
+
+def check_out_dir(path, # a folder to write into (made if missing)
+                  option:str='--out', # the option that named it, for the message
+                 )->Path:
+    "`path`, or an `OSError` whose message names `option` if no folder can be made or written there: a file, under a file, or in a folder that takes no new file"
+    p = Path(path)
+    if p.exists() and not p.is_dir(): raise NotADirectoryError(f"{option} {p}: a file, not a folder")
+    _check_folder(p, p, option)
     return p
 
 # %% ../nbs/00_core.ipynb #657edc1f

@@ -29,14 +29,7 @@ DEMO_MEMBERS = {'resnet18-s0': dict(arch='resnet18', seed=0), 'resnet10t-s0': di
                 'resnet10t-s1': dict(arch='resnet10t', seed=1)}
 DEMO_NOTE = 'synthetic data'   # in the title of every figure the demo writes
 
-# %% ../nbs/11_demo.ipynb #4829775b
-def _check_dest(dest, option:str='dest')->Path:
-    "`dest` as a `Path`, or a `NotADirectoryError` naming `option` if it, or a folder above it, is a file"
-    p = d = Path(dest)
-    while not d.exists() and d != d.parent: d = d.parent  # missing folders are made by `demo`
-    if not d.is_dir(): raise NotADirectoryError(f"{option} {p}: {'' if d == p else f'{d} is '}a file, not a folder")
-    return p
-
+# %% ../nbs/11_demo.ipynb #bd469a67
 def _train_or_reuse(cfg, runs_dir, name, progress):
     "Train a member, or reuse its run folder when it finished with the same config"
     run = runs_dir/name
@@ -64,7 +57,7 @@ def demo_table(runs:dict, labels, oracle:dict, k:int|None=None)->pd.DataFrame:
                      MF2=oracle['macro_f2']))
     return pd.DataFrame(rows).set_index('model')
 
-# %% ../nbs/11_demo.ipynb #2b8c4135
+# %% ../nbs/11_demo.ipynb #c3db5669
 def demo(dest=None, # output folder of the report and runs (default: `models_path()/'demo'`)
          data=None, # folder of the synthetic set (default: `data_path()/'synthetic'`)
          synth:dict|None=None, # `make_synthetic` arguments (default: 6,000 + 3,000 pictures at 64 px, seed 0)
@@ -77,7 +70,7 @@ def demo(dest=None, # output folder of the report and runs (default: `models_pat
     "The main job: data, EDA, members, ensemble, Table II-style report, figures, tagged pictures"
     t0 = time.perf_counter()
     say = print if verbose else (lambda *a, **k: None)
-    dest = _check_dest(dest or models_path()/'demo'); dest.mkdir(parents=True, exist_ok=True)
+    dest = check_out_dir(dest or models_path()/'demo', 'dest'); dest.mkdir(parents=True, exist_ok=True)
     synth = dict(dict(n_dev=6000, n_test=3000, size=64, seed=0), **(synth or {}))
     say(f"Built-in SYNTHETIC data set (drawn pictures, not the JD photos): {synth['n_dev']} development + "
         f"{synth['n_test']} test images at {synth['size']} px")
@@ -167,12 +160,12 @@ Wall time: {wall:.0f} s on {'a GPU' if torch.cuda.is_available() else 'the CPU'}
     say(f"wall time: {wall:.0f} s")
     return dict(data=data, runs=runs, table=table, tta=tta_table, figures=figs, tags=tags, report=dest/'report.md', wall=wall)
 
-# %% ../nbs/11_demo.ipynb #46b31017
+# %% ../nbs/11_demo.ipynb #3ac4ee92
 @call_parse
 def demo_cli(dest:str=None, # output folder (default: models/demo)
              no_progress:bool=False): # hide progress bars
     "The main job: synthetic data, a small version of the paper's pipeline, ensemble, report, tagged pictures"
     try:
-        if dest is not None: _check_dest(dest, '--dest')  # before any work
+        if dest is not None: check_out_dir(dest, '--dest')  # before any work
         demo(dest, progress=not no_progress)
     except CLI_ERRORS as e: sys.exit(f"fashion_style_demo: error: {e}")  # bad input: one line, no traceback

@@ -301,7 +301,7 @@ def ddp_ctx(self:Learner, sync_bn:bool=True, # make BatchNorm `SyncBatchNorm` on
     finally:
         if cb is not None: cb.restore(); self.remove_cb(cb)
 
-# %% ../nbs/07a_distributed.ipynb #7c2e3a5a
+# %% ../nbs/07a_distributed.ipynb #efff0116
 _LAUNCHER_VARS = ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'LOCAL_WORLD_SIZE', 'GROUP_RANK', 'ROLE_RANK', 'ROLE_WORLD_SIZE',
                   'MASTER_ADDR', 'MASTER_PORT', 'TORCHELASTIC_RUN_ID', 'TORCHELASTIC_USE_AGENT_STORE')
 
@@ -324,7 +324,7 @@ def _gpu_ids(gpus, option:str='gpus')->list:
 def _check_parallel(parallel, option:str='parallel'):
     "Raise a `ValueError` naming `option` unless `parallel` is None (the default) or a whole number of jobs at once, at least 1"
     if parallel is not None and (isinstance(parallel, bool) or not isinstance(parallel, (int, np.integer)) or parallel < 1):
-        raise ValueError(f"{option} must be at least 1 (jobs at once), got {parallel!r}")
+        raise ValueError(f"{option} must be a whole number >= 1 (jobs at once), got {parallel!r}")
 
 _PRCTL = getattr(ctypes.CDLL(None), 'prctl', None) if sys.platform.startswith('linux') else None  # looked up before any fork
 
@@ -392,7 +392,7 @@ def run_parallel(jobs:dict, # name -> command (list of arguments)
         raise RuntimeError('; '.join(f"{n} exited with {rc} (log {logs[n]}):\n{_tail(logs[n])}" for n, rc in failed.items()))
     return logs
 
-# %% ../nbs/07a_distributed.ipynb #8841d16a
+# %% ../nbs/07a_distributed.ipynb #00057078
 def _same_run_config(a:dict, b:dict)->bool:
     """Whether configs `a` and `b` train the same run: compared as `train` records them, keys added to the config since
     a run began taking their defaults, and without the settings of how often a run writes its resume state"""
@@ -452,12 +452,12 @@ def train_members(members:dict, # member name -> its config changes (e.g. `{'arc
                   env:dict|None=None, # more environment variables for the members' processes
                  )->dict: # name -> run folder
     "Train an ensemble's members side by side, each `train` in its own process on its own GPU; return the run folders"
-    from fashion_style.core import models_path
+    from fashion_style.core import models_path, check_out_dir
     if not isinstance(members, dict): raise ValueError(f"members must be a dict {{member name: {{config changes}}}}, got {type(members).__name__}")
     if not members: raise ValueError("no members: give at least one, such as {'m0': {'seed': 0}}")
     _check_parallel(parallel)
     _check_shared(base)
-    out = Path(out or (base or {}).get('out') or models_path())
+    out = check_out_dir(out or (base or {}).get('out') or models_path(), 'out (--out)' if out or (base or {}).get('out') else 'the models folder')
     on_gpus = bool(_gpu_ids(gpus))
     cfgs = {name: member_config(base, changes, name, out, on_own_gpu=on_gpus) for name, changes in members.items()}  # all checked first
     cfg_dir = out/'members'; cfg_dir.mkdir(parents=True, exist_ok=True)

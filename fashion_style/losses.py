@@ -15,7 +15,7 @@ from fastai.losses import BaseLoss
 __all__ = ['LOSSES', 'MultiLabelLoss', 'wbce_weights', 'BCE', 'WeightedBCE', 'SoftF2Loss', 'FocalLoss', 'AsymmetricLoss',
            'get_loss']
 
-# %% ../nbs/04_losses.ipynb #7e466ff4
+# %% ../nbs/04_losses.ipynb #fcd1507c
 class MultiLabelLoss(BaseLoss):
     "fastai-style flattened multi-label loss on logits: sigmoid `activation`, `decodes` by `thresh`"
     def __init__(self, loss_cls, # an `nn.Module` class taking (logits (n, C), targets)
@@ -51,7 +51,8 @@ def _reduce(loss, reduction):
     raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 def _check_number(name, v, ok, what):
-    "Refuse `v` unless it is a finite real number (not a bool or a string) for which `ok` holds"
+    "Refuse `v` unless it is a finite real number (not a bool or a string; a 0-d tensor or array counts) for which `ok` holds"
+    if isinstance(v, (torch.Tensor, np.ndarray)) and v.ndim == 0: v = v.item()  # (a bool one gives a bool: refused)
     if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or not ok(v):
         raise ValueError(f"{name} must be {what}, got {v!r}")
 
