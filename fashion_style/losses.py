@@ -107,7 +107,7 @@ class WeightedBCE(MultiLabelLoss):
         self.class_weights = np.asarray(weight, dtype=np.float64)
         super().__init__(_BCEModule, weight=self.class_weights, reduction=reduction, axis=axis, thresh=thresh)
 
-# %% ../nbs/04_losses.ipynb #9389e907
+# %% ../nbs/04_losses.ipynb #4ec0eba9
 def _no_per_item(reduction):
     "Refuse `reduction='none'`: the soft F-beta is a score of the whole batch"
     if reduction == 'none':
@@ -137,6 +137,8 @@ class SoftF2Loss(MultiLabelLoss):
                  thresh:float=0.5, # probability threshold of `decodes`
                  axis:int=-1, # class axis
                  reduction:str='mean'): # 'mean' or 'sum' over the classes (no 'none': there is no per-item loss)
+        _check_number('beta', beta, lambda v: v > 0, 'a number > 0')
+        _check_number('eps', eps, lambda v: v > 0, 'a number > 0')
         super().__init__(_SoftFBetaModule, beta=beta, eps=eps, reduction=reduction, axis=axis, thresh=thresh)
 
 # %% ../nbs/04_losses.ipynb #f7c0597a

@@ -109,12 +109,19 @@ def load_safetensors(model:nn.Module, fname, strict:bool=True)->nn.Module:
     model.load_state_dict(safetensors.torch.load_file(str(fname), device=str(device)), strict=strict)
     return model
 
-# %% ../../nbs/06_callback.swa.ipynb #49d6b93a
+# %% ../../nbs/06_callback.swa.ipynb #a5830db8
 def epoch_skipped(cb:Callback)->bool:
     "Whether the current epoch is one that fastai's `SkipToEpoch` skips (a fit resumed with `start_epoch`)"
     return cb.epoch < next((c._skip_to for c in cb.learn.cbs if isinstance(c, SkipToEpoch)), 0)
 
 def _whole(v)->bool: return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and math.isfinite(v) and int(v) == v
+
+def _check_fname(fname):
+    "Refuse a `fname` that is not None or a plain file name stem (a path would save the model outside `learn.model_dir`)"
+    if fname is None: return
+    if not isinstance(fname, str): raise TypeError(f"fname must be None or a file name stem (a str), got {fname!r}")
+    if fname in ('', '.', '..') or any(c in fname for c in '/\\\0'):
+        raise ValueError(f"fname must be a plain file name stem (not '', '.' or '..', without '/', '\\' or NUL), got {fname!r}")
 
 def _empty(dl)->bool:
     try: return len(dl) == 0
@@ -145,6 +152,7 @@ class SWACallback(Callback):
             raise ValueError(f"bn_batches must be a whole number >= 1 or None, got {bn_batches!r}")
         for k, v in dict(bn_update=bn_update, evaluate=evaluate, replace=replace, compare=compare).items():
             if not isinstance(v, (bool, np.bool_)): raise ValueError(f"{k} must be True or False, got {v!r}")
+        _check_fname(fname)
         cyclic_lr(0, 1, 0, anneal)  # checks `anneal`
         store_attr()
         self.average, self.swa_metrics, self.plain_metrics, self.saved_path = WeightAverage(), None, None, None
