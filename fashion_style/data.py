@@ -28,7 +28,7 @@ from fastai.vision.data import ImageBlock
 from fastai.vision.augment import Resize, ResizeMethod, PadMode, FlipItem
 from fastprogress.fastprogress import progress_bar
 
-# %% ../nbs/01_data.ipynb #371eb7c2
+# %% ../nbs/01_data.ipynb #242090b4
 VALID_COL = 'is_valid'  # fastai's name for the column that marks the validation rows (`ColSplitter`)
 _FIXED = ('image_id', 'path', 'url')  # columns of every reader's table
 _RESERVED = (*_FIXED, VALID_COL)  # names a label may not take
@@ -87,20 +87,22 @@ def _frame(ids, paths, labels, vocab, **extra)->pd.DataFrame:
     return df
 
 def _check_files(fname, paths, names, lines, image_dir):
-    "Raise one `InputError` naming every image file in `paths` that does not exist (or the first that is a folder)"
-    absent = [(p, n, l) for p, n, l in zip(paths, names, lines) if not os.path.isfile(p)]
+    "Raise one `InputError` naming the entries of `paths` that are folders (the first, and how many) and every missing image file"
+    absent = [(n, l, os.path.isdir(p)) for p, n, l in zip(paths, names, lines) if not os.path.isfile(p)]
     if not absent: return
-    if folders := [(n, l) for p, n, l in absent if os.path.isdir(p)]:
-        more = f" (and {len(folders) - 1} more)" if len(folders) > 1 else ''
-        raise InputError(fname, f"{folders[0][0]} is a folder, not an image{more}: list image files", folders[0][1])
-    missing = [f'{n} (line {l})' for p, n, l in absent]
+    folders = [(n, l) for n, l, is_dir in absent if is_dir]
+    missing = [f'{n} (line {l})' for n, l, is_dir in absent if not is_dir]
     if len(missing) == len(names):   # a wrong folder, most likely: no use listing every name
         raise InputError(fname, f"none of the {len(names)} images is in {image_dir} (looked for {missing[0]}, ...): "
                                 "is the image folder right (--image_dir / image_dir=)?")
     more = f", and {len(missing) - _N_LISTED} more" if len(missing) > _N_LISTED else ''
-    raise InputError(fname, f"{len(missing)} of {len(names)} image files missing from {image_dir} (download them, or "
-        f"check the image folder: --image_dir / image_dir=; from Python, check_files=False reads the labels without "
-        f"the images): {', '.join(missing[:_N_LISTED])}{more}")
+    gone = (f"{len(missing)} of {len(names)} image files missing from {image_dir} (download them, or check the image "
+            f"folder: --image_dir / image_dir=; from Python, check_files=False reads the labels without the images): "
+            f"{', '.join(missing[:_N_LISTED])}{more}")
+    if not folders: raise InputError(fname, gone)
+    more = f" (and {len(folders) - 1} more)" if len(folders) > 1 else ''
+    raise InputError(fname, f"{folders[0][0]} is a folder, not an image{more}: list image files" +
+                            (f"; also {gone}" if missing else ''), folders[0][1])
 
 _N_LISTED = 20  # missing files named in the error
 

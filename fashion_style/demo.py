@@ -57,7 +57,7 @@ def demo_table(runs:dict, labels, oracle:dict, k:int|None=None)->pd.DataFrame:
                      MF2=oracle['macro_f2']))
     return pd.DataFrame(rows).set_index('model')
 
-# %% ../nbs/11_demo.ipynb #c3db5669
+# %% ../nbs/11_demo.ipynb #bc24e024
 def demo(dest=None, # output folder of the report and runs (default: `models_path()/'demo'`)
          data=None, # folder of the synthetic set (default: `data_path()/'synthetic'`)
          synth:dict|None=None, # `make_synthetic` arguments (default: 6,000 + 3,000 pictures at 64 px, seed 0)
@@ -115,11 +115,13 @@ def demo(dest=None, # output folder of the report and runs (default: `models_pat
     vy = label_matrix(dev.set_index('image_id').loc[vp.image_id].reset_index())
     fig = plot_f2_curves(vp[STYLES].values, vy, STYLES)
     fig.suptitle(f'F2 against the threshold per style, valid set, {next(iter(runs))} ({DEMO_NOTE})', fontsize=9); fig.tight_layout()
-    fig.savefig(dest/'figures'/'threshold_curves.png', dpi=80); plt.close(fig)
+    with atomic_write(dest/'figures'/'threshold_curves.png') as f: fig.savefig(f, format='png', dpi=80)
+    plt.close(fig)
     swa_df = pd.DataFrame([dict(model=n, f2_plain=json.loads((r/'results.json').read_text())['best_test_mf2_opt'],
                                 f2_swa=json.loads((r/'results.json').read_text())['swa_test_mf2_opt']) for n, r in runs.items()])
     ax = plot_swa_f2(swa_df, title=f'Test macro F2 without and with SWA ({DEMO_NOTE})')
-    ax.figure.savefig(dest/'figures'/'swa_effect.png', dpi=80, bbox_inches='tight'); plt.close(ax.figure)
+    with atomic_write(dest/'figures'/'swa_effect.png') as f: ax.figure.savefig(f, format='png', dpi=80, bbox_inches='tight')
+    plt.close(ax.figure)
     figs = [*figs, dest/'figures'/'threshold_curves.png', dest/'figures'/'swa_effect.png']
 
     ens = ensemble_from_runs([(r, 'swa') for r in runs.values()], method='vote')
@@ -160,7 +162,7 @@ Wall time: {wall:.0f} s on {'a GPU' if torch.cuda.is_available() else 'the CPU'}
     say(f"wall time: {wall:.0f} s")
     return dict(data=data, runs=runs, table=table, tta=tta_table, figures=figs, tags=tags, report=dest/'report.md', wall=wall)
 
-# %% ../nbs/11_demo.ipynb #3ac4ee92
+# %% ../nbs/11_demo.ipynb #e68cdc5e
 @call_parse
 def demo_cli(dest:str=None, # output folder (default: models/demo)
              no_progress:bool=False): # hide progress bars
@@ -168,4 +170,7 @@ def demo_cli(dest:str=None, # output folder (default: models/demo)
     try:
         if dest is not None: check_out_dir(dest, '--dest')  # before any work
         demo(dest, progress=not no_progress)
+    except KeyboardInterrupt:   # every file is written whole; finished members are reused by the next run
+        print("fashion_style_demo: interrupted; running the same command again reuses the members already trained", file=sys.stderr)
+        sys.exit(130)
     except CLI_ERRORS as e: sys.exit(f"fashion_style_demo: error: {e}")  # bad input: one line, no traceback

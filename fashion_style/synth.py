@@ -291,7 +291,7 @@ def draw_garment(garment:str, # a level of FACTORS['garment']
     ox, oy = (int(v) for v in rng.integers(0, 3*size, 2))
     return ImageChops.add(img, _noise_bank(size).crop((ox, oy, ox + size, oy + size)), 1., -8)   # pixel noise, sd 2.5
 
-# %% ../nbs/02_synth.ipynb #1227c00b
+# %% ../nbs/02_synth.ipynb #0311b9d0
 SPLIT_CODES = dict(dev=0, test=1)
 _SET_FILES = ('train.txt', 'test.txt', 'meta.csv', 'README.md', 'params.json', 'oracle.json', '.incomplete')
 
@@ -302,10 +302,11 @@ def synth_params(n_dev=6000, n_test=3000, size=64, seed=0)->dict:
 
 _MAX_SIZE = 1024  # pixels: the models here take 224-299; a 1,024-pixel picture takes about a second and 1 GB to draw
 
-def _check_params(params:dict, flag:str=''):
-    "Raise a `ValueError` naming the first of n_dev, n_test, size and seed out of range (`flag`: '--' for the command line)"
+def _check_params(params:dict, flag:str='', dest=None):
+    "Raise a `ValueError` naming the first of n_dev, n_test, size and seed out of range (`flag`: '--' for the command line; a size above the limit passes where `dest` holds the finished set, to be reused)"
     for k, lo, hi in (('n_dev', 1, None), ('n_test', 1, None), ('size', 16, _MAX_SIZE), ('seed', 0, None)):
         v = params[k]
+        if k == 'size' and v > hi and dest is not None and _is_complete(Path(dest), params): continue  # reused, not drawn
         if v < lo or (hi is not None and v > hi):
             raise ValueError(f"{flag}{k} must be {f'between {lo} and {hi}' if hi else f'at least {lo}'}, got {v}")
 
@@ -372,7 +373,7 @@ def _differences(old, params)->str:
     return '; '.join(f"{k} {json.dumps(old.get(k))} there, {json.dumps(v)} asked" for k, v in params.items()
                      if k != 'version' and old.get(k) != v)
 
-# %% ../nbs/02_synth.ipynb #4a934368
+# %% ../nbs/02_synth.ipynb #6ac3e714
 def _readme(params, dev, test)->str:
     "The data set's README.md"
     tbl = pd.DataFrame(dict(code=STYLE_CODES, target_share=target_shares().values.round(4),
@@ -409,7 +410,7 @@ def make_synthetic(dest=None, # output folder (default: `data_path()/'synthetic'
     "Generate (or reuse) the synthetic style data set in `dest` and return `dest`"
     dest = Path(dest) if dest is not None else data_path()/'synthetic'
     params = synth_params(n_dev, n_test, size, seed)
-    _check_params(params)  # before anything is written
+    _check_params(params, dest=None if overwrite else dest)  # before anything is written
     if not overwrite and _is_complete(dest, params) and _oracle_current(dest): return dest
     with file_lock(dest/'.lock'): return _make(dest, params, overwrite, n_workers)
 
@@ -422,6 +423,7 @@ def _make(dest, params, overwrite, n_workers):
     if not overwrite and _is_complete(dest, params):   # made meanwhile by another process, or lacking its own oracle.json only
         if not _oracle_current(dest): _write_oracle(dest)
         return dest
+    _check_params(params)  # what is drawn stays within the limits: a set above the size limit is only ever reused
     ours = (dest/'params.json').exists() or (dest/'.incomplete').exists()
     if any(p.name != '.lock' for p in dest.iterdir()) and not overwrite:
         if not ours: raise FileExistsError(f"{dest} is not empty and holds no synthetic set: choose another dest, or {_OVERWRITE}")
@@ -508,7 +510,7 @@ def prevalence_table(dest=None, # folder of a synthetic set (default: `data_path
                              dev=Yd.sum(0).astype(int), valid=Yd[vi].sum(0).astype(int), test=Yt.sum(0).astype(int),
                              dev_share=Yd.mean(0), test_share=Yt.mean(0)), index=pd.Index(STYLES, name='style'))
 
-# %% ../nbs/02_synth.ipynb #957856e0
+# %% ../nbs/02_synth.ipynb #d08d6f82
 @call_parse
 def synth_cli(dest:str=None, # output folder (default: data/synthetic)
               n_dev:int=6000, # development images (train.txt, split 8:2 into train and valid)
@@ -528,7 +530,8 @@ def synth_cli(dest:str=None, # output folder (default: data/synthetic)
 
 def _synth(dest, n_dev, n_test, size, seed, split_seed, overwrite, n_workers):
     "`synth_cli`'s work"
-    _check_params(synth_params(n_dev, n_test, size, seed), '--')  # all options checked before anything is written
+    dest = Path(dest) if dest is not None else data_path()/'synthetic'
+    _check_params(synth_params(n_dev, n_test, size, seed), '--', None if overwrite else dest)  # all options checked before anything is written
     if not 0 <= split_seed < 2**32: raise ValueError(f"--split_seed must be between 0 and {2**32 - 1} (2**32 - 1), got {split_seed}")
     t0 = time.perf_counter()
     dest = make_synthetic(dest, n_dev=n_dev, n_test=n_test, size=size, seed=seed, overwrite=overwrite, n_workers=n_workers)
