@@ -15,7 +15,7 @@ except ImportError: fcntl = None  # Windows: no locks (one writer at a time is t
 __all__ = ['STYLES', 'STYLE_CODES', 'JD_N_TRAIN', 'JD_TRAIN_POSITIVES', 'CLI_ERRORS', 'style_code', 'check_vocab', 'project_root',
            'data_path', 'models_path', 'seed_everything', 'InputError', 'atomic_path', 'atomic_write',
            'write_safetensors', 'file_lock', 'forked_worker_init', 'signals_held', 'check_out_file', 'check_out_dir',
-           'markdown_table']
+           'check_runs_dir', 'markdown_table']
 
 # %% ../nbs/00_core.ipynb #c4676eb8
 STYLES = ['sports', 'casual', 'commuting', 'Japanese', 'Korean', 'western', 'British',
@@ -236,6 +236,14 @@ def check_out_dir(path, # a folder to write into (made if missing)
     if p.exists() and not p.is_dir(): raise NotADirectoryError(f"{option} {p}: a file, not a folder")
     _check_folder(p, p, option)
     return p
+
+# %% ../nbs/00_core.ipynb #2dd10774
+def check_runs_dir(out=None, # the parent folder of training runs given by the caller (None or '': `models_path()`)
+                  )->Path:
+    "`out` or `models_path()`, checked by `check_out_dir` with a message naming where the folder came from"
+    option = ('out (--out)' if out else 'FASHION_STYLE_MODELS' if os.environ.get('FASHION_STYLE_MODELS')
+              else 'the models folder')
+    return check_out_dir(out or models_path(), option)
 
 # %% ../nbs/00_core.ipynb #657edc1f
 def markdown_table(df, # a pandas DataFrame; a named index becomes the first column

@@ -392,7 +392,7 @@ def run_parallel(jobs:dict, # name -> command (list of arguments)
         raise RuntimeError('; '.join(f"{n} exited with {rc} (log {logs[n]}):\n{_tail(logs[n])}" for n, rc in failed.items()))
     return logs
 
-# %% ../nbs/07a_distributed.ipynb #00057078
+# %% ../nbs/07a_distributed.ipynb #b0c3f8ac
 def _same_run_config(a:dict, b:dict)->bool:
     """Whether configs `a` and `b` train the same run: compared as `train` records them, keys added to the config since
     a run began taking their defaults, and without the settings of how often a run writes its resume state"""
@@ -452,12 +452,12 @@ def train_members(members:dict, # member name -> its config changes (e.g. `{'arc
                   env:dict|None=None, # more environment variables for the members' processes
                  )->dict: # name -> run folder
     "Train an ensemble's members side by side, each `train` in its own process on its own GPU; return the run folders"
-    from fashion_style.core import models_path, check_out_dir
+    from fashion_style.core import check_runs_dir
     if not isinstance(members, dict): raise ValueError(f"members must be a dict {{member name: {{config changes}}}}, got {type(members).__name__}")
     if not members: raise ValueError("no members: give at least one, such as {'m0': {'seed': 0}}")
     _check_parallel(parallel)
     _check_shared(base)
-    out = check_out_dir(out or (base or {}).get('out') or models_path(), 'out (--out)' if out or (base or {}).get('out') else 'the models folder')
+    out = check_runs_dir(out or (base or {}).get('out'))
     on_gpus = bool(_gpu_ids(gpus))
     cfgs = {name: member_config(base, changes, name, out, on_own_gpu=on_gpus) for name, changes in members.items()}  # all checked first
     cfg_dir = out/'members'; cfg_dir.mkdir(parents=True, exist_ok=True)

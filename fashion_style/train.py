@@ -198,7 +198,7 @@ def swa_args(swa:dict, pretrained:bool, lr_mult:float)->dict:
     if not pretrained: return dict(swa)
     return {k: slice(v / lr_mult, v) if k in ('lr_max', 'lr_min') and isinstance(v, (int, float)) else v for k, v in swa.items()}
 
-# %% ../nbs/07_train.ipynb #7b54467d
+# %% ../nbs/07_train.ipynb #eb676d6a
 def _read_labels(fname, image_dir, vocab, check_files=True, key='data'):
     fname = Path(fname)
     if fname.is_dir(): raise IsADirectoryError(f"{key} {fname}: a folder; give a label file: a JD label file (such as its train.txt) "
@@ -221,8 +221,8 @@ def load_data(cfg:dict):
 
 def _check_held_out(dev, test, test_file, data_file, n_named:int=5):
     "Refuse a test table that shares image files with the development table: its scores would be measured on training images"
-    dev_paths = set(map(os.path.abspath, dev.path))
-    shared = [i for i, p in zip(test.image_id, test.path) if os.path.abspath(p) in dev_paths]
+    dev_paths = set(map(os.path.realpath, dev.path))  # real paths: the same file reached through a link is the same image
+    shared = [i for i, p in zip(test.image_id, test.path) if os.path.realpath(p) in dev_paths]
     if shared: raise InputError(test_file, f"{len(shared)} of its {len(test)} images are also in the development data {data_file}: "
                                 f"{', '.join(map(repr, shared[:n_named]))}{' ...' if len(shared) > n_named else ''}; the test "
                                 "images must be held out from training and validation")
@@ -691,7 +691,7 @@ def apply_speed(learn, speed:dict):
         torch.backends.cudnn.deterministic = speed['deterministic']
     return learn
 
-# %% ../nbs/07_train.ipynb #36394bdb
+# %% ../nbs/07_train.ipynb #233b8755
 def _stages(cfg, pretrained:bool)->list:
     "The recipe's fits: `(stage, epochs)`; the frozen stage only with a pretrained backbone"
     if pretrained and cfg['frozen_epochs']: return [('frozen', cfg['frozen_epochs']), ('unfrozen', cfg['epochs'])]
@@ -782,8 +782,7 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
         cfg, head_lr = train_config(info['config']), info.get('swa_scalar_lr') == 'head'
     else:
         cfg, head_lr = absolute_paths(train_config(config, **kwargs)), True
-        out_option = 'out (--out)' if cfg['out'] else 'FASHION_STYLE_MODELS' if os.environ.get('FASHION_STYLE_MODELS') else 'the models folder'
-        on_rank0(check_out_dir, cfg['out'] or models_path(), out_option)  # before anything is written (the synthetic set included)
+        on_rank0(check_runs_dir, cfg['out'])  # before anything is written (the synthetic set included)
     speed = speed_settings(cfg, distrib_device(cfg['device']))
     if resume is not None and info.get('speed', {}).get('optimizer'):  # the checkpoint's state is that optimizer's, even
         speed['optimizer'] = info['speed']['optimizer']                 # where 'auto' would pick another on this device
