@@ -1,0 +1,80 @@
+"""Run notebooks as `nbdev_test` does and keep the small, clean outputs of their cells, so the rendered docs show them.
+
+The docs build runs only the `show_doc` cells; every other output on a page is the one committed in the notebook.
+Usage: `python tools/fill_outputs.py nbs/02_synth.ipynb [more notebooks]` (from the project root, then `nbdev_clean`).
+An output is left out when it is on stderr, when it names a temporary or home folder, when it shows a warning or a
+progress bar, or when it is larger than `--max_kb`; a notebook whose kept outputs pass `--max_total_kb` is refused.
+"""
+import argparse, base64, json, os, sys
+from pathlib import Path
+
+_DROP_TEXT = ('/tmp/', '/var/folders/', '/work/', str(Path.home()) + '/', 'Warning', 'warnings.warn', '<progress',
+              'progress-bar', 'Traceback')
+
+def _text(out:dict)->str:
+    "The text of one output (stream text, or every text/* and application/json representation)"
+    if out.get('output_type') == 'stream': return ''.join(out.get('text', ''))
+    data = out.get('data', {})
+    return '\n'.join(''.join(v) if isinstance(v, list) else str(v) for k, v in data.items() if not k.startswith('image/'))
+
+def _size_kb(out:dict)->float:
+    "Bytes the output takes in the notebook, in KB (images decoded from base64)"
+    n = len(_text(out).encode())
+    for k, v in out.get('data', {}).items():
+        if k.startswith('image/'): n += len(base64.b64decode(''.join(v) if isinstance(v, list) else v)) if k != 'image/svg+xml' else len(''.join(v))
+    return n / 1024
+
+def keep(out:dict, max_kb:float)->bool:
+    "Whether an output belongs in the committed notebook"
+    if out.get('output_type') == 'error' or out.get('name') == 'stderr': return False
+    if any(s in _text(out) for s in _DROP_TEXT): return False
+    return _size_kb(out) <= max_kb
+
+def run_outputs(fn:Path)->dict:
+    "Run notebook `fn` with `nbdev_test`'s rules (same flags, same skipped cells) and return its outputs by cell id"
+    from nbdev.config import get_config
+    from nbdev.process import NBProcessor
+    from nbdev.frontmatter import FrontmatterProc
+    from execnb.shell import CaptureShell
+    from fastcore.xtras import working_directory
+    os.environ['IN_TEST'] = '1'
+    flags = set(get_config().tst_flags.split())
+    nb = NBProcessor(fn, procs=FrontmatterProc, process=True).nb
+    def no_eval(cell):
+        if cell.cell_type != 'code' or 'nbdev_export' + '(' in cell.source: return True
+        direc = getattr(cell, 'directives_', {}) or {}
+        if direc.get('eval:', [''])[0].lower() == 'false': return True
+        return flags & direc.keys()
+    shell = CaptureShell(fn)
+    with working_directory(fn.parent): shell.run_all(nb, exc_stop=True, preproc=no_eval)
+    return {c.id: [dict(o) for o in c.get('outputs', [])] for c in nb.cells if c.cell_type == 'code'}
+
+def fill(fn:Path, max_kb:float=40, max_total_kb:float=150)->tuple:
+    "Write the kept outputs into `fn`; return (outputs kept, outputs left out)"
+    outs = run_outputs(fn)
+    nb = json.loads(fn.read_text())
+    kept = dropped = 0; total = 0.
+    for c in nb['cells']:
+        if c['cell_type'] != 'code': continue
+        src = ''.join(c['source']) if isinstance(c['source'], list) else c['source']
+        if src.lstrip().startswith('show_doc('): outs[c.get('id')] = []  # the docs build renders these itself
+        new = [o for o in outs.get(c.get('id'), []) if keep(o, max_kb)]
+        dropped += len(outs.get(c.get('id'), [])) - len(new); kept += len(new)
+        for o in new:
+            o.pop('execution_count', None) if o.get('output_type') != 'execute_result' else o.update(execution_count=None)
+            total += _size_kb(o)
+        c['outputs'], c['execution_count'] = new, None
+    if total > max_total_kb: raise SystemExit(f"{fn}: the kept outputs take {total:.0f} KB (> {max_total_kb} KB): make the demos smaller")
+    tmp = fn.with_suffix('.ipynb.tmp')
+    tmp.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + '\n'); os.replace(tmp, fn)
+    return kept, dropped
+
+if __name__ == '__main__':
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('notebooks', nargs='+', type=Path)
+    ap.add_argument('--max_kb', type=float, default=40, help='largest output kept, in KB')
+    ap.add_argument('--max_total_kb', type=float, default=150, help='most KB of outputs kept in one notebook')
+    a = ap.parse_args()
+    for fn in a.notebooks:
+        k, d = fill(fn.resolve(), a.max_kb, a.max_total_kb)
+        print(f"{fn}: {k} outputs kept, {d} left out", file=sys.stderr)
