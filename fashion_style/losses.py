@@ -56,12 +56,12 @@ def _check_number(name, v, ok, what):
     if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or not ok(v):
         raise ValueError(f"{name} must be {what}, got {v!r}")
 
-# %% ../nbs/04_losses.ipynb #3bf0ef86
+# %% ../nbs/04_losses.ipynb #c136927e
 def wbce_weights(pos_counts, # positives per class in the training split (list, array, tensor, dict or Series in class order)
-                 alpha:float=1.5, # eq. (3)'s base; 1 gives equal weights
-                 normalize:bool=True, # divide by the mean (mean weight 1); False: eq. (3) as written
+                 alpha:float=1.5, # eq. (3)'s alpha (raised to -ln n); 1 gives equal weights
+                 normalize:bool=True, # divide by the mean (mean weight 1); False: the raw `alpha**(-ln n)`
                 )->np.ndarray: # (C,) float64 class weights
-    "Class weights of eq. (3), `alpha**(-ln n)` (natural log; n < 1 counted as 1), optionally scaled to mean 1"
+    "Class weights of eq. (3), `alpha**(-ln n)` (natural log: the paper gives no base; n < 1 counted as 1), optionally mean 1"
     if isinstance(pos_counts, dict): pos_counts = list(pos_counts.values())
     if isinstance(pos_counts, torch.Tensor): pos_counts = pos_counts.detach().cpu().numpy()
     n = np.asarray(pos_counts, dtype=np.float64).reshape(-1)
@@ -71,7 +71,7 @@ def wbce_weights(pos_counts, # positives per class in the training split (list, 
     w = alpha ** -np.log(np.maximum(n, 1))
     return w / w.mean() if normalize else w
 
-# %% ../nbs/04_losses.ipynb #af8fdf2d
+# %% ../nbs/04_losses.ipynb #a9bbf80c
 class _BCEModule(nn.Module):
     "Binary cross-entropy on logits with optional per-class weights"
     def __init__(self, weight=None, reduction:str='mean'):
@@ -95,7 +95,7 @@ class BCE(MultiLabelLoss):
 class WeightedBCE(MultiLabelLoss):
     "BCE with per-class weights: eq. (3) from `pos_counts`, or explicit `weight`"
     def __init__(self, pos_counts=None, # positives per class in the training split
-                 alpha:float=1.5, # eq. (3)'s base
+                 alpha:float=1.5, # eq. (3)'s alpha (raised to -ln n, see `wbce_weights`)
                  normalize:bool=True, # weights of mean 1 (see `wbce_weights`)
                  weight=None, # explicit per-class weights instead of `pos_counts`
                  thresh:float=0.5, # probability threshold of `decodes`
@@ -201,12 +201,13 @@ class AsymmetricLoss(MultiLabelLoss):
         super().__init__(_ASLModule, gamma_neg=gamma_neg, gamma_pos=gamma_pos, clip=clip, detach_focus=detach_focus,
                          reduction=reduction, axis=axis, thresh=thresh)
 
-# %% ../nbs/04_losses.ipynb #a7acb38b
+# %% ../nbs/04_losses.ipynb #043219f6
 LOSSES = dict(bce=BCE, wbce=WeightedBCE, softf2=SoftF2Loss, focal=FocalLoss, asl=AsymmetricLoss)
 
 def get_loss(name:str, # one of 'bce', 'wbce', 'softf2', 'focal', 'asl' (case, '-' and '_' ignored)
              pos_counts=None, # positives per class in the training split (needed by 'wbce')
-             **kwargs): # passed to the loss class (e.g. alpha, gamma, gamma_neg, thresh)
+             **kwargs, # passed to the loss class (e.g. alpha, gamma, gamma_neg, thresh)
+            )->MultiLabelLoss: # a `MultiLabelLoss` subclass instance
     "The loss called `name`, ready for a fastai `Learner`"
     key = str(name).lower().replace('-', '').replace('_', '')
     if key not in LOSSES: raise ValueError(f"unknown loss {name!r}: choose one of {list(LOSSES)}")

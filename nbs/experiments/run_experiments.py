@@ -44,7 +44,10 @@ TABLE1 = {  # name: config changes (the paper's Table I columns, plus ASL)
     'ASL': dict(loss='asl'),
 }
 SWA = dict(start_epoch=5, cycle_len=1, lr_max=1e-3, lr_min=1e-4)
-TABLE2 = {  # architecture: config changes (WBCE + SWA, the paper's Table II recipe)
+# Table II is WBCE + per-class thresholds at each run's best epoch (by valid macro F2). SWA is not part of it: the same
+# runs also average the weights from `start_epoch` on (those epochs follow SWA's cyclic lr, and the best epoch may be
+# one of them), and the SWA checkpoint is reported beside the best one, as the paper's Fig. 4 comparison
+TABLE2 = {  # architecture: config changes
     'resnet18': dict(loss='wbce', swa=SWA),
     'densenet121': dict(arch='densenet121', loss='wbce', swa=SWA),
 }
@@ -128,8 +131,8 @@ def collect(out, res=HERE/'results'):
     t1 = pd.concat([old1.drop(index=t1.index, errors='ignore'), t1]) if len(old1) else t1
     t1 = t1.reindex([*[k for k in TABLE1 if k in t1.index], *[k for k in t1.index if k not in TABLE1]])
     t1.to_csv(res/'table1.csv', float_format='%.4f')
-    # Table II: per-class test F2 at valid thresholds, best checkpoint and SWA, per architecture (first seed, whether
-    # that seed's rows come from `out` or were already in table2.csv)
+    # Table II: per-class test F2 at 0.5 and at valid thresholds, per architecture, for the best checkpoint (Table II)
+    # and the SWA one (Fig. 4) (first seed, whether that seed's rows come from `out` or were already in table2.csv)
     old2 = (pd.read_csv(res/'table2.csv', dtype={'seed': str, 'threshold': str}) if (res/'table2.csv').exists()
             else pd.DataFrame(columns=['model', 'seed']))
     old2 = old2[old2.model != ORACLE_ROW]
@@ -149,7 +152,8 @@ def collect(out, res=HERE/'results'):
 if __name__ == '__main__':
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--only', choices=['table1', 'table2'], default=None,
-                   help='only the runs of Table I (losses, oversampling) or of Table II (architectures + SWA)')
+                   help='only the runs of Table I (losses, oversampling) or of Table II (architectures with WBCE; '
+                        'each also trains SWA, reported beside it as Fig. 4)')
     p.add_argument('--runs', nargs='+', default=None, choices=[*TABLE1, *TABLE2], metavar='RUN',
                    help=f'only these runs (names are case-sensitive): {", ".join([*TABLE1, *TABLE2])}')
     p.add_argument('--seeds', type=int, nargs='+', default=[0], help='training seeds; every run is made once per seed (default: 0)')
