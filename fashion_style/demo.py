@@ -29,13 +29,13 @@ DEMO_MEMBERS = {'resnet18-s0': dict(arch='resnet18', seed=0), 'resnet10t-s0': di
                 'resnet10t-s1': dict(arch='resnet10t', seed=1)}
 DEMO_NOTE = 'synthetic data'   # in the title of every figure the demo writes
 
-# %% ../nbs/11_demo.ipynb #366e509f
+# %% ../nbs/11_demo.ipynb #e80dbefc
 def _train_or_reuse(cfg, runs_dir, name, progress):
     "Train a member; reuse its run folder when it finished with the same config, and resume it when it stopped with a checkpoint"
     run = runs_dir/name
     if (run/'config.json').exists():
         asked = absolute_paths(train_config(cfg, name=name, out=str(runs_dir)))  # as `train` records it
-        if absolute_paths(json.loads((run/'config.json').read_text())['config']) == asked:
+        if absolute_paths(train_config(json.loads((run/'config.json').read_text())['config'])) == asked:  # keys added since: defaults
             if (run/'results.json').exists(): return run
             if checkpoint_file(run).exists(): return train(resume=str(run), progress=progress)  # stopped by Ctrl-C, say
     if run.exists(): shutil.rmtree(run)

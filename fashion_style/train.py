@@ -34,13 +34,13 @@ from fastai.torch_core import rank_distrib, to_device
 import safetensors
 
 # %% auto #0
-__all__ = ['TRAIN_DEFAULTS', 'CHECKPOINT_FORMAT', 'CHECKPOINT_NAME', 'log', 'train_config', 'absolute_paths', 'recorded_config',
+__all__ = ['TRAIN_DEFAULTS', 'CHECKPOINT_FORMAT', 'CHECKPOINT_NAME', 'train_config', 'absolute_paths', 'recorded_config',
            'swa_args', 'load_data', 'HostSnapshot', 'BackgroundWriter', 'BestF2Callback', 'RunHistory', 'PlainTensors',
            'rng_states', 'set_rng_states', 'CheckpointCallback', 'checkpoint_file', 'load_checkpoint', 'f2_table',
            'evaluate_weights', 'speed_settings', 'StyleOptimWrapper', 'style_opt_func', 'BF16Precision', 'apply_speed',
            'Terminated', 'train', 'train_cli', 'flags_config']
 
-# %% ../nbs/07_train.ipynb #be0985ab
+# %% ../nbs/07_train.ipynb #e87bd92b
 TRAIN_DEFAULTS = dict(
     data='synthetic',     # 'synthetic' (the built-in synthetic set), a JD label file, or a CSV of path + label names
     test=None,            # labelled test file in the same format (for 'synthetic': its test split)
@@ -58,8 +58,10 @@ TRAIN_DEFAULTS = dict(
     loss='wbce',          # 'bce', 'wbce', 'softf2', 'focal' or 'asl'
     loss_kwargs={},       # e.g. {'alpha': 1.5} for WBCE, {'gamma': 2} for focal
     oversample=None,      # e.g. {'classes': ['sports', 'Japanese', 'British', 'national'], 'k': 10}
-    frozen_epochs=1,      # epochs with the body frozen: fastai's head and the body's BatchNorm layers train, as in
-                          # fastai's `fine_tune` (the paper trains its last layer only); skipped when not pretrained
+    head='fastai',        # 'fastai' (fastai's head: pooling, BatchNorm, dropout, a 512-unit hidden layer) or 'linear'
+                          # (the paper's: average pooling and one fully connected layer); see `style_learner`
+    frozen_epochs=1,      # epochs with the body frozen: the head and the body's BatchNorm layers train, as in fastai's
+                          # `fine_tune` (the paper trains its last layer only: head='linear'); skipped when not pretrained
     epochs=4,             # epochs with everything trained
     lr=3e-3,              # peak learning rate (after unfreezing, as fastai's fine_tune: the head lr/2, the body lr/2/lr_mult)
     lr_mult=100,          # discriminative LR ratio after unfreezing, as fastai's fine_tune
@@ -91,8 +93,8 @@ TRAIN_DEFAULTS = dict(
     out=None,             # parent of run folders (default: models_path())
 )
 
-# %% ../nbs/07_train.ipynb #dcea1624
-_CHOICES = dict(pipeline=('auto', 'fastai', 'fast'), precision=('auto', 'fp32', 'bf16', 'fp16'),
+# %% ../nbs/07_train.ipynb #edc0658a
+_CHOICES = dict(head=tuple(HEADS), pipeline=('auto', 'fastai', 'fast'), precision=('auto', 'fp32', 'bf16', 'fp16'),
                 channels_last=('auto', True, False), optimizer=('auto', 'fastai', 'adamw'),
                 deterministic=('auto', True, False), cudnn_benchmark=('auto', True, False), bad_images=('error', 'skip'),
                 compile=(False, True, 'default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs'))
@@ -123,7 +125,8 @@ _KINDS = dict(  # key: (check, what it must be)
     name=(_optional(_run_name), "null or a folder name inside out (it may have parts, as in exp/r1; none of them empty, '.' or '..')"),
     **{k: (_optional(lambda v: isinstance(v, dict)), 'null or a dict') for k in ('oversample', 'swa', 'synth')})
 
-def train_config(config:dict|None=None, **kwargs)->dict:
+def train_config(config:dict|None=None, # a config: a dict of `TRAIN_DEFAULTS` keys
+                 **kwargs)->dict:
     "`TRAIN_DEFAULTS` updated with `config` and `kwargs`; unknown keys are an error"
     cfg = {**TRAIN_DEFAULTS, **(config or {}), **kwargs}
     unknown = sorted(set(cfg) - set(TRAIN_DEFAULTS))
@@ -151,7 +154,8 @@ def train_config(config:dict|None=None, **kwargs)->dict:
 
 _PATH_KEYS = ('data', 'test', 'image_dir', 'weights_file', 'cache_dir', 'out')
 
-def absolute_paths(cfg:dict)->dict:
+def absolute_paths(cfg:dict, # a config
+                  )->dict:
     "`cfg` with its file and folder settings made absolute, so that a run's `config.json` works from any directory"
     res = {k: (os.path.abspath(os.path.expanduser(v)) if k in _PATH_KEYS and v is not None and v != 'synthetic' else v)
            for k, v in cfg.items()}
@@ -159,7 +163,8 @@ def absolute_paths(cfg:dict)->dict:
         res['synth'] = {**res['synth'], 'dest': os.path.abspath(os.path.expanduser(res['synth']['dest']))}
     return res
 
-def recorded_config(cfg:dict)->dict:
+def recorded_config(cfg:dict, # a config
+                   )->dict:
     "`cfg` as a run's `config.json` keeps it: without `synth`'s `overwrite`, which remakes the set once, not at every resume or rerun"
     if not isinstance(cfg.get('synth'), dict) or 'overwrite' not in cfg['synth']: return cfg
     return {**cfg, 'synth': {k: v for k, v in cfg['synth'].items() if k != 'overwrite'} or None}
@@ -193,12 +198,15 @@ def _check_swa(swa:dict, epochs:int):
         raise ValueError(f"swa: no cycle would end within the {epochs} unfrozen epochs (start_epoch {cb.start_epoch} + "
                          f"cycle_len {cb.cycle_len} > epochs {epochs}), so nothing would be averaged")
 
-def swa_args(swa:dict, pretrained:bool, lr_mult:float)->dict:
+def swa_args(swa:dict, # a config's `swa`
+             pretrained:bool, # whether the body is pretrained (then the body's lr is lower)
+             lr_mult:float, # the config's `lr_mult`: the head's lr over the body's
+            )->dict:
     "`swa` of a config as `SWACallback` arguments: a number for `lr_max` or `lr_min` is the head's lr; with a pretrained body the body's is `lr_mult` times lower"
     if not pretrained: return dict(swa)
     return {k: slice(v / lr_mult, v) if k in ('lr_max', 'lr_min') and isinstance(v, (int, float)) else v for k, v in swa.items()}
 
-# %% ../nbs/07_train.ipynb #eb676d6a
+# %% ../nbs/07_train.ipynb #82991499
 def _read_labels(fname, image_dir, vocab, check_files=True, key='data'):
     fname = Path(fname)
     if fname.is_dir(): raise IsADirectoryError(f"{key} {fname}: a folder; give a label file: a JD label file (such as its train.txt) "
@@ -207,7 +215,8 @@ def _read_labels(fname, image_dir, vocab, check_files=True, key='data'):
     if fname.suffix.lower() == '.csv': return read_label_csv(fname, image_dir=image_dir, vocab=vocab, check_files=check_files)
     return read_jd_labels(fname, image_dir=image_dir, vocab=vocab or STYLES, check_files=check_files)
 
-def load_data(cfg:dict):
+def load_data(cfg:dict, # a config
+             )->tuple:
     "The development and test tables a config names (building the synthetic set when asked)"
     if cfg['data'] == 'synthetic':
         dest = make_synthetic(**(cfg['synth'] or {}))
@@ -308,7 +317,7 @@ class BackgroundWriter:
         self._last = None; self._jobs.clear()
         self._raise()
 
-# %% ../nbs/07_train.ipynb #264bccbf
+# %% ../nbs/07_train.ipynb #761be1fb
 class BestF2Callback(TrackerCallback):
     "Write the weights of the best epoch so far (by `monitor`) to `fname` as safetensors, across fit calls"
     order = TrackerCallback.order
@@ -335,7 +344,8 @@ class BestF2Callback(TrackerCallback):
 class RunHistory(Callback):
     "Append one row per epoch (stage, epoch, losses, metrics, lr, time) to a CSV, rewritten atomically"
     order = TrackerCallback.order + 1
-    def __init__(self, fname): self.fname, self.rows, self.t0 = Path(fname), [], None
+    def __init__(self, fname): # the CSV file to write
+        self.fname, self.rows, self.t0 = Path(fname), [], None
     def before_epoch(self): self.t0 = time.time()
     def after_epoch(self):
         if epoch_skipped(self): return
@@ -357,7 +367,7 @@ class PlainTensors(Callback):
         plain = lambda b: tuple(t.as_subclass(torch.Tensor) if isinstance(t, torch.Tensor) else t for t in b)
         learn.xb, learn.yb = plain(learn.xb), plain(learn.yb)
 
-# %% ../nbs/07_train.ipynb #a87f04d5
+# %% ../nbs/07_train.ipynb #b17d512b
 CHECKPOINT_FORMAT = 2  # 1: `checkpoint.pt`, written by `torch.save` (still read)
 CHECKPOINT_NAME = 'checkpoint.safetensors'
 
@@ -386,7 +396,8 @@ def rng_states(dls=None, # also the generators of these DataLoaders
                        cuda=_cuda_states(cuda_device),
                        loaders=[dl.rng.getstate() for dl in (dls.loaders if dls is not None else [])]))
 
-def set_rng_states(states:dict, dls=None,
+def set_rng_states(states:dict, # what `rng_states` returned
+                   dls=None, # also the generators of these DataLoaders
                    cuda_device=None): # put the (one) GPU state saved with `cuda_device` on this GPU
     "Restore what `rng_states` saved (the parts it holds)"
     if 'python' in states:
@@ -402,8 +413,7 @@ def set_rng_states(states:dict, dls=None,
         for dl, st in zip(dls.loaders, states['loaders']): dl.rng.setstate(_tuples(st))
 
 class CheckpointCallback(Callback):
-    """Every `every` epochs and at each stage's last, take all a resume needs; write it to `fname`, atomically, in the
-    background, at most once every `min_s` seconds (the latest state waits in host memory: `flush` writes it)"""
+    "Take all a resume needs every `every` epochs and at each stage's last; write it atomically, in the background, at most once every `min_s` seconds"
     order = 70  # after BestF2Callback (60), RunHistory (61) and SWACallback (62) have done their epoch's work
     def __init__(self, fname, # the checkpoint file (`checkpoint.safetensors`)
                  best:BestF2Callback, # the run's best-F2 tracker (its writer writes the checkpoint too, after the weights)
@@ -483,7 +493,8 @@ def _unpack(o, tensors:dict):
     if '__tuple__' in o: return tuple(_unpack(v, tensors) for v in o['__tuple__'])
     return {k: _unpack(v, tensors) for k, v in o.items()}
 
-def checkpoint_file(run)->Path:
+def checkpoint_file(run, # a run folder
+                   )->Path:
     "The checkpoint of run folder `run`: `checkpoint.safetensors`, or the `checkpoint.pt` of an earlier version"
     new, old = Path(run)/CHECKPOINT_NAME, Path(run)/'checkpoint.pt'
     return old if old.exists() and not new.exists() else new
@@ -534,8 +545,12 @@ def _own_rng_states(ck:dict)->dict:
                       "the global batch changes and the run will not repeat the uninterrupted one")
     return {**(ranks[rank] if rank < len(ranks) else {}), 'loaders': ck['rng']['loaders']}
 
-# %% ../nbs/07_train.ipynb #e09c6b21
-def f2_table(probs:dict, targets:dict, thresholds, vocab)->pd.DataFrame:
+# %% ../nbs/07_train.ipynb #4225cbe3
+def f2_table(probs:dict, # split name -> probabilities (items x classes)
+             targets:dict, # split name -> 0/1 targets, the same shape
+             thresholds, # one threshold per class
+             vocab, # class names, in column order
+            )->pd.DataFrame:
     "Per-class F2 (and macro `MF2`) for each split in `probs` at 0.5 and at `thresholds`"
     rows = []
     for split, p in probs.items():
@@ -544,7 +559,10 @@ def f2_table(probs:dict, targets:dict, thresholds, vocab)->pd.DataFrame:
             rows.append(dict(split=split, threshold=kind, **dict(zip(vocab, f)), MF2=float(np.mean(f))))
     return pd.DataFrame(rows)
 
-def evaluate_weights(learn, fname, dls_by_split:dict, vocab,
+def evaluate_weights(learn, # the run's `Learner`
+                     fname, # weights to load (a safetensors file)
+                     dls_by_split:dict, # split name -> DataLoader; 'valid' chooses the thresholds
+                     vocab, # class names
                      warn:bool=True)->dict: # warn (`NoPositivesWarning`) about valid classes without a positive
     "Load `fname` into `learn` and return probabilities, targets, valid-chosen thresholds and the F2 table"
     on_rank0(lambda: load_safetensors(learn.model, fname) and None)
@@ -557,8 +575,8 @@ def evaluate_weights(learn, fname, dls_by_split:dict, vocab,
     return dict(probs=probs, targets=targets, thresholds=np.asarray(thresholds),
                 table=f2_table(probs, targets, thresholds, vocab))
 
-# %% ../nbs/07_train.ipynb #2b943160
-log = logging.getLogger('fashion_style.train')
+# %% ../nbs/07_train.ipynb #5617fd5d
+_log = logging.getLogger('fashion_style.train')
 
 def _versions():
     import fastai, timm, fashion_style
@@ -591,7 +609,7 @@ def _write_probs(ids, probs, vocab, fname):
     df = pd.DataFrame(probs, columns=vocab); df.insert(0, 'image_id', list(ids))
     with atomic_write(fname, 'w') as f: df.to_csv(f, index=False, float_format='%.9g')  # float32 exactly: thresholds apply as in memory
 
-# %% ../nbs/07_train.ipynb #a92043a9
+# %% ../nbs/07_train.ipynb #0fed1e8f
 def _gpu_precision(device)->str:
     "Mixed precision for a GPU: bf16 where the tensor cores have it (Ampere and newer), else fp16"
     return 'bf16' if torch.cuda.get_device_capability(device) >= (8, 0) else 'fp16'
@@ -674,7 +692,9 @@ class BF16Precision(MixedPrecision):
     def before_step(self): pass
     def after_step(self): pass
 
-def apply_speed(learn, speed:dict):
+def apply_speed(learn, # a `Learner`
+                speed:dict, # from `speed_settings`
+               )->None:
     "Set up `learn` as `speed` (from `speed_settings`) says: channels-last model, mixed precision, cuDNN autotuning, compiling"
     if speed['channels_last']: learn.model.to(memory_format=torch.channels_last)
     if speed.get('compile'):
@@ -691,11 +711,11 @@ def apply_speed(learn, speed:dict):
         torch.backends.cudnn.deterministic = speed['deterministic']
     return learn
 
-# %% ../nbs/07_train.ipynb #233b8755
+# %% ../nbs/07_train.ipynb #3a4c9a96
 def _stages(cfg, pretrained:bool)->list:
     "The recipe's fits: `(stage, epochs)`; the frozen stage only with a pretrained backbone"
     if pretrained and cfg['frozen_epochs']: return [('frozen', cfg['frozen_epochs']), ('unfrozen', cfg['epochs'])]
-    if cfg['frozen_epochs']: log.warning('backbone not pretrained: skipping the frozen stage')
+    if cfg['frozen_epochs']: _log.warning('backbone not pretrained: skipping the frozen stage')
     return [('unfrozen', cfg['epochs'])]
 
 def _interrupted(run:Path, what:str, trained:bool=False)->str:
@@ -812,7 +832,7 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
     # the model (and its weights file) before the run folder: a bad file leaves nothing behind
     pos_counts = label_matrix(dev.iloc[train_idx], vocab).sum(0)
     loss_func = get_loss(cfg['loss'], pos_counts=pos_counts, **cfg['loss_kwargs'])
-    learn = style_learner(dls, cfg['arch'], loss_func=loss_func, pretrained=cfg['pretrained'],
+    learn = style_learner(dls, cfg['arch'], loss_func=loss_func, pretrained=cfg['pretrained'], head=cfg['head'],
                           weights_file=cfg['weights_file'], metrics=[F2Macro(0.5), F2Opt(warn=False)], wd=cfg['wd'],
                           opt_func=style_opt_func(speed['optimizer'], device))
     apply_speed(learn, speed)
@@ -912,7 +932,7 @@ def train(config:dict|None=None, # a config (see `TRAIN_DEFAULTS`); keyword argu
         raise
     return run
 
-# %% ../nbs/07_train.ipynb #193f8d8b
+# %% ../nbs/07_train.ipynb #9f49abf1
 def _json_arg(s):
     if s is None or not isinstance(s, str): return s
     try: return json.loads(s)
@@ -920,28 +940,29 @@ def _json_arg(s):
 
 @call_parse
 def train_cli(config:str=None, # JSON config file (a run's config.json works); flags override it
-              data:str=None, # 'synthetic', a JD label file, or a CSV of path + label names
+              data:str=None, # 'synthetic' (default), a JD label file, or a CSV of path + label names
               test:str=None, # labelled test file in the same format (null: none, over a config's)
               image_dir:str=None, # folder of the images (default: images/ beside a JD label file, the CSV's folder for a CSV)
               vocab:str=None, # JSON list of label names in order (default: the 13 styles for JD files)
               synth:str=None, # JSON `make_synthetic` arguments for data='synthetic', e.g. '{"n_dev": 6000}'
-              arch:str=None, # timm architecture name
+              arch:str=None, # timm architecture name (default resnet18)
+              head:str=None, # 'fastai' (default) or 'linear' (the paper's one fully connected layer)
               pretrained:Param("start from ImageNet weights (--pretrained; --pretrained false turns a config's off)", str, nargs='?', const='true')=None,
               weights_file:str=None, # local pretrained weights file
-              size:int=None, # input side in pixels
-              bs:int=None, # batch size (per process under torchrun)
-              valid_pct:float=None, # share of the development set used for validation
+              size:int=None, # input side in pixels (default 64)
+              bs:int=None, # batch size, per process under torchrun (default 64)
+              valid_pct:float=None, # share of the development set used for validation (default 0.2)
               split_seed:int=None, # seed of the train/valid split
-              seed:int=None, # seed of everything else
-              loss:str=None, # bce, wbce, softf2, focal or asl
+              seed:int=None, # seed of everything else (default 0)
+              loss:str=None, # bce, wbce (default), softf2, focal or asl
               loss_kwargs:str=None, # JSON, e.g. '{"alpha": 1.5}'
               oversample:str=None, # JSON, e.g. '{"classes": ["sports"], "k": 10}'
-              frozen_epochs:int=None, # epochs with the body frozen
-              epochs:int=None, # epochs unfrozen
-              lr:float=None, # peak learning rate
+              frozen_epochs:int=None, # epochs with the body frozen, with pretrained weights only (default 1)
+              epochs:int=None, # epochs unfrozen (default 4)
+              lr:float=None, # peak learning rate (default 0.003)
               lr_mult:float=None, # discriminative LR ratio after unfreezing
               wd:float=None, # weight decay
-              swa:str=None, # JSON, e.g. '{"start_epoch": 3, "cycle_len": 1}'
+              swa:str=None, # JSON, e.g. '{"start_epoch": 3, "cycle_len": 1}'; null: no SWA (default null)
               monitor:str=None, # 'f2_opt' or 'f2_05': the metric that picks the best epoch
               num_workers:int=None, # DataLoader workers; with pipeline 'fast', processes building the cache
               pipeline:str=None, # 'auto', 'fastai' or 'fast'
@@ -962,9 +983,7 @@ def train_cli(config:str=None, # JSON config file (a run's config.json works); f
               out:str=None, # parent folder of runs (default: models/ in the project, or $FASHION_STYLE_MODELS)
               no_progress:bool=False, # hide progress bars
               resume:str=None): # a run folder to finish from its last checkpoint (no other flags but --no_progress)
-    """Train one model with the paper's recipe and print where its run folder is. A flag not given takes --config's value,
-    else its default (all in `fashion_style.train.TRAIN_DEFAULTS`): data synthetic, arch resnet18, size 64, bs 64, epochs 4,
-    frozen_epochs 1 (with pretrained weights only), lr 0.003, loss wbce, valid_pct 0.2, seed 0, swa null."""
+    "Train one model with the paper's recipe and print its run folder; a flag not given takes --config's value, else its default in `TRAIN_DEFAULTS`"
     try: run = _train_from_flags(locals())
     except KeyboardInterrupt as e: sys.exit(143 if isinstance(e, Terminated) else 130)  # train has said how to resume
     except CLI_ERRORS as e: sys.exit(f"fashion_style_train: error: {e}")  # one line, no traceback
@@ -993,7 +1012,8 @@ def _read_config(fname)->dict:
     if not isinstance(cfg, dict): raise InputError(fname, "a config is a JSON object of keys and values")
     return cfg
 
-def flags_config(a:dict)->dict:
+def flags_config(a:dict, # `train_cli`'s arguments, by name
+                )->dict:
     "The config that `fashion_style_train`'s flags `a` ask for: `--config`'s file, then each flag given (JSON ones parsed)"
     cfg = {}
     if a.get('config'): cfg = {**_read_config(a['config']), 'name': None}  # a new run folder
