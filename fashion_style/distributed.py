@@ -54,11 +54,12 @@ def _local_gpu()->int:
     n = torch.cuda.device_count()
     return local_rank() % n if n else local_rank()
 
-def teardown_distrib():
+def teardown_distrib()->None:
     "Leave the process group (if this process joined one)"
     if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
 
-def distrib_device(device=None):
+def distrib_device(device=None, # the configured device, e.g. 'cuda' or 'cpu' (default: under a launcher, the process's GPU)
+                  )->torch.device|str|None:
     "The training device of this process: `device` in a lone process; under a launcher its own GPU (`cuda:LOCAL_RANK`), or the CPU"
     if num_distrib() <= 1: return device
     cuda = torch.cuda.is_available() and not _use_cpu()
@@ -71,14 +72,17 @@ def distrib_device(device=None):
     return torch.device('cuda', _local_gpu())
 
 # %% ../nbs/07a_distributed.ipynb #069c9052
-def broadcast_object(obj, src:int=0):
+def broadcast_object(obj, # any picklable object
+                     src:int=0, # rank whose `obj` every process gets
+                    ):
     "`obj` of process `src`, in every process (any picklable object)"
     if not is_distributed(): return obj
     box = [obj if dist.get_rank() == src else None]
     dist.broadcast_object_list(box, src=src)
     return box[0]
 
-def gather_objects(obj)->list:
+def gather_objects(obj, # any picklable object
+                  )->list:
     "Every process's `obj`, in rank order, in every process"
     if not is_distributed(): return [obj]
     res = [None]*dist.get_world_size()
@@ -91,7 +95,8 @@ def _raise_first(errors:list, mine:BaseException|None, what:str):
     r, msg = next((r, m) for r, m in enumerate(errors) if m is not None)
     raise RuntimeError(f"rank {r} failed {what}: {msg}")
 
-def on_rank0(func, *args, **kwargs):
+def on_rank0(func, # called as `func(*args, **kwargs)`
+             *args, **kwargs):
     "Call `func(*args, **kwargs)` on rank 0 only; return its result in every process (its error is raised in all)"
     if not is_distributed(): return func(*args, **kwargs)
     res, err = None, None
@@ -102,7 +107,8 @@ def on_rank0(func, *args, **kwargs):
     if not ok: _raise_first([val], err, f'in {getattr(func, "__name__", "a function")}')
     return val
 
-def rank0_first(func, *args, **kwargs):
+def rank0_first(func, # called as `func(*args, **kwargs)`
+                *args, **kwargs):
     "Call `func` on rank 0, then on the first process of each other machine, then on the rest; return its result"
     if not is_distributed(): return func(*args, **kwargs)
     rank, first_here = dist.get_rank(), local_rank() == 0
@@ -115,14 +121,18 @@ def rank0_first(func, *args, **kwargs):
         if any(e is not None for e in errors): _raise_first(errors, err, f'in {getattr(func, "__name__", "a function")}')
     return res
 
-def broadcast_model(model:nn.Module, src:int=0)->nn.Module:
+def broadcast_model(model:nn.Module, # the same model in every process
+                    src:int=0, # rank whose parameters and buffers every process gets
+                   )->nn.Module:
     "Give every process the parameters and buffers of `model` in process `src`"
     if is_distributed():
         with torch.no_grad():
             for t in [*model.parameters(), *model.buffers()]: dist.broadcast(t.data, src)
     return model
 
-def sync_buffers(model:nn.Module, src:int=0)->nn.Module:
+def sync_buffers(model:nn.Module, # the same model in every process
+                 src:int=0, # rank whose buffers every process gets
+                )->nn.Module:
     "Give every process the buffers (BatchNorm statistics) of `model` in process `src`"
     if is_distributed():
         with torch.no_grad():
@@ -218,19 +228,25 @@ class DistributedCacheDL(DistributedDL):
             yield dl._after(b)
         self.after_iter()
 
-def distributed_dl(dl, rank:int|None=None, world_size:int|None=None):
+def distributed_dl(dl, # a fastai `DataLoader` (a `CacheDL` included)
+                   rank:int|None=None, # this process (default: `RANK`)
+                   world_size:int|None=None, # number of processes (default: `WORLD_SIZE`)
+                  )->DistributedDL:
     "`dl` split between processes: a `DistributedCacheDL` for a `CacheDL`, a `DistributedDL` for other fastai loaders"
     if isinstance(dl, DistributedDL): return dl
     if not isinstance(dl, DataLoader): raise TypeError(f"distributed_dl splits fastai DataLoaders, not {type(dl).__name__}")
     return (DistributedCacheDL if isinstance(dl, CacheDL) else DistributedDL)(dl, rank, world_size)
 
 # %% ../nbs/07a_distributed.ipynb #63885261
-def sync_batchnorm(model:nn.Module)->nn.Module:
+def sync_batchnorm(model:nn.Module, # a model with BatchNorm layers
+                  )->nn.Module:
     "`model` with its BatchNorm layers made `SyncBatchNorm` (timm's BatchNorm + activation layers included), once"
     if any(isinstance(m, nn.SyncBatchNorm) for m in model.modules()): return model  # converting twice loses timm's activations
     return convert_sync_batchnorm(model)
 
-def unused_params(model:nn.Module, size:int=224)->list|None:
+def unused_params(model:nn.Module, # the model to train (left as it is: a copy is run)
+                  size:int=224, # height and width of the test input
+                 )->list|None:
     "Names of the trainable parameters of `model` that get no gradient (a forward and backward on a `meta` copy); None: unknown"
     try:
         m = copy.deepcopy(model).to('meta').train()
@@ -394,14 +410,14 @@ def run_parallel(jobs:dict, # name -> command (list of arguments)
 
 # %% ../nbs/07a_distributed.ipynb #b0c3f8ac
 def _same_run_config(a:dict, b:dict)->bool:
-    """Whether configs `a` and `b` train the same run: compared as `train` records them, keys added to the config since
-    a run began taking their defaults, and without the settings of how often a run writes its resume state"""
+    "Whether configs `a` and `b` train the same run, compared as `train` records them"
     from fashion_style.train import train_config, absolute_paths, recorded_config
     free = ('checkpoint_every', 'checkpoint_min_s')  # not what is trained
     norm = lambda c: {k: v for k, v in recorded_config(absolute_paths(train_config(c))).items() if k not in free}
     return norm(a) == norm(b)
 
-def train_member(cfg_file)->Path:
+def train_member(cfg_file, # JSON config file with `name` and `out`, as `train_members` writes it
+                )->Path: # the run folder
     "Train, finish or keep the run a config file (with `name` and `out`) describes; what each `train_members` process runs"
     from fashion_style.train import train, train_config, checkpoint_file
     from fashion_style.ensemble import read_run_config
@@ -420,7 +436,9 @@ def train_member(cfg_file)->Path:
     print(f"run folder: {run}")
     return run
 
-def check_member(name, changes):
+def check_member(name, # member name: its run folder's name
+                 changes, # the member's config changes
+                )->None:
     "Raise a `ValueError` naming the member unless `name` is a plain folder name and `changes` a dict of config changes"
     if not isinstance(name, str) or name in ('', '.', '..', 'members') or any(c in name for c in '/\\\0'):
         raise ValueError(f"member name {name!r} is not a plain folder name (no path separators, not '.', '..' or 'members'): "
@@ -434,9 +452,13 @@ def _check_shared(base:dict|None, where='shared config'):
     unknown = sorted(set(base or {}) - set(TRAIN_DEFAULTS))
     if unknown: raise ValueError(f"{where}: unknown config keys: {unknown}; known: {sorted(TRAIN_DEFAULTS)}")
 
-def member_config(base:dict|None, changes:dict, name:str, out, on_own_gpu:bool)->dict:
-    """One member's full config, with absolute paths as `train` records them; a process that sees only its own GPU names
-    it `cuda` (a numbered GPU would not exist there)"""
+def member_config(base:dict|None, # config shared by all members
+                  changes:dict, # this member's config changes
+                  name:str, # member name: its run folder's name
+                  out, # parent of the members' run folders
+                  on_own_gpu:bool, # whether the member's process sees only its own GPU
+                 )->dict:
+    "One member's full config, with absolute paths as `train` records them"
     from fashion_style.train import train_config, absolute_paths
     check_member(name, changes)
     try: cfg = absolute_paths(train_config({**(base or {}), **changes, 'name': name, 'out': str(out)}))
@@ -472,12 +494,11 @@ def train_members(members:dict, # member name -> its config changes (e.g. `{'arc
 
 # %% ../nbs/07a_distributed.ipynb #4b37c90f
 def _read_members(fname)->dict:
-    """The JSON object in a members file; an `InputError` naming the file (and the line of a JSON error) otherwise (not
-    `fashion_style.train._read_config`: a member may be named 'config')"""
+    "The JSON object in a members file; an `InputError` naming the file (and the line of a JSON error) otherwise"
     from fashion_style.core import InputError
     f = Path(fname)
     if not f.is_file(): raise FileNotFoundError(f"{f}: no such file")
-    try: obj = json.loads(f.read_text(encoding='utf-8'))
+    try: obj = json.loads(f.read_text(encoding='utf-8'))  # not `train`'s `_read_config`: a member may be named 'config'
     except UnicodeDecodeError as e: raise InputError(f, f"not a UTF-8 text file ({e})") from None
     except json.JSONDecodeError as e: raise InputError(f, f"not valid JSON: {e.msg} (column {e.colno})", e.lineno) from None
     if not isinstance(obj, dict): raise InputError(f, f"expected a JSON object {{member name: {{config changes}}}}, got a JSON {type(obj).__name__}")
@@ -490,7 +511,8 @@ def train_members_cli(members:str, # JSON file: {member name: {config changes}}
                       out:str=None, # parent folder of the members' run folders (default: the config's out, else models/ in the project or $FASHION_STYLE_MODELS)
                       gpus:str=None, # GPUs, e.g. '0,1,2,3,4' (default: all visible; none: the CPU)
                       parallel:int=None, # members trained at once (default: one per GPU)
-                      ensemble:str=None): # also write the members' vote ensemble to this JSON file
+                      ensemble:str=None, # also write the members' vote ensemble to this JSON file
+                     )->None:
     "Train an ensemble's members side by side, one process per GPU; print their run folders"
     from fashion_style.core import CLI_ERRORS
     from fashion_style.train import _read_config

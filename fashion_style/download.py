@@ -190,7 +190,7 @@ def download_cli(label_file:str, # JD label file or test list (`imageID,url[,lab
                  retries:int=2, # extra tries after a network error, timeout or HTTP 408/429/5xx
                  report:str=None, # write the per-image report to this CSV file
                  quiet:bool=False, # no progress bar and no summary
-                ):
+                )->int: # exit status: 1 if any image failed, else 0
     "Download the images of a JD label file, resuming where a previous run stopped; exit status 1 if any failed"
     try:
         if report: check_out_file(report, '--report')  # before the downloads, not after them

@@ -39,7 +39,7 @@ def plot_style_counts(df:pd.DataFrame, # table from a reader
                       figsize=(6, 2.6), # size of a new figure, in inches
                       log:bool=False, # logarithmic count axis
                       note:str=None, # added to the title, e.g. 'synthetic data'
-                     ):
+                     )->plt.Axes:
     "Bar chart of the positives of each label, in vocabulary order, each bar labelled with its count"
     vocab = _vocab(df, vocab); counts = style_counts(df, vocab)
     if ax is None: _, ax = plt.subplots(figsize=figsize)
@@ -58,7 +58,7 @@ def show_style_examples(df:pd.DataFrame, # table from a reader (with `path`)
                         seed:int=0, # which pictures: a seeded random sample
                         figsize=None, # figure size in inches (default: 1.6 per picture)
                         note:str=None, # shown in a figure title, e.g. 'synthetic data' (default: no title)
-                       ):
+                       )->plt.Figure:
     "Grid of `n` sampled pictures, each titled with the short names of its positive labels"
     vocab = _vocab(df, vocab)
     idx = np.sort(np.random.default_rng(seed).choice(len(df), size=min(n, len(df)), replace=False))
@@ -88,7 +88,7 @@ def plot_cooccurrence(df:pd.DataFrame, # table from a reader
                       ax=None, # matplotlib axes to draw on (default: a new figure)
                       figsize=(4.6, 4), # size of a new figure, in inches
                       note:str=None, # added to the title, e.g. 'synthetic data'
-                     ):
+                     )->plt.Axes:
     "Heat map of label co-occurrence: `P(column label | row label)` or raw counts, each cell annotated"
     vocab = _vocab(df, vocab); C = cooccurrence(df, vocab).values.astype(float)
     M = C/np.maximum(np.diag(C)[:, None], 1) if normalize else C
@@ -110,7 +110,7 @@ def plot_styles_per_image(df:pd.DataFrame, # table from a reader
                           ax=None, # matplotlib axes to draw on (default: a new figure)
                           figsize=(4, 2.4), # size of a new figure, in inches
                           note:str=None, # added to the title, e.g. 'synthetic data'
-                         ):
+                         )->plt.Axes:
     "Histogram of the number of positive labels per image, with the mean in the title"
     vocab = _vocab(df, vocab); k = label_matrix(df, vocab).sum(1).astype(int)
     counts = np.bincount(k, minlength=1)

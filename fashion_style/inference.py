@@ -31,7 +31,8 @@ __all__ = ['PARQUET_SUFFIXES', 'ENGINES', 'DECODERS', 'RESERVED_COLUMNS', 'defau
            'jd_submission_ids', 'predict_cli']
 
 # %% ../nbs/09_inference.ipynb #422d4d4c
-def default_device(device=None)->torch.device:
+def default_device(device=None, # a `torch.device` or its name, e.g. 'cuda:1' (default: CUDA if available, else the CPU)
+                  )->torch.device:
     "`device` as a `torch.device` (a GPU with its number); default: CUDA if available, else the CPU"
     device = torch.device(device) if device is not None else torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     if device.type == 'cuda' and device.index is None: device = torch.device('cuda', torch.cuda.current_device())
@@ -47,7 +48,11 @@ def build_model(arch:str, # timm model name, as in a run's `config.json`
 
 class Run:
     "A trained model from a run folder, ready to predict: model, vocab, thresholds, input size, normalization stats"
-    def __init__(self, path, checkpoint, model, info:dict, thresholds):
+    def __init__(self, path, # the run folder
+                 checkpoint, # which weights: 'best' or 'swa'
+                 model, # the network, its weights loaded
+                 info:dict, # the run's record, as `read_run_config` returns it (vocab, arch, config, stats, ...)
+                 thresholds): # per-class probability thresholds, in vocab order
         self.path, self.checkpoint, self.model, self.info = Path(path), checkpoint, model, info
         self.vocab, self.thresholds = list(info['vocab']), np.asarray(thresholds, dtype=np.float32)
         self.arch, self.size, self.resize_method = info['arch'], info['config']['size'], info['resize_method']
@@ -63,7 +68,8 @@ class Run:
         return (f"Run({str(self.path)!r}, {self.checkpoint!r}: {self.arch}, size {self.size}, {len(self.vocab)} labels, "
                 f"on {self.device})")
 
-def check_run_path(run)->Path:
+def check_run_path(run, # a run folder
+                  )->Path:
     "`run` as a `Path`; an error if it is a file (such as `model.safetensors` or `config.json`) rather than a run folder"
     run = Path(run)
     if run.is_file(): raise ValueError(f"{run} is a file: give the run folder (the folder holding config.json), not a file inside it")
@@ -106,7 +112,8 @@ def _first_row(fname)->list:
 
 PARQUET_SUFFIXES = ('.parquet', '.pq')
 
-def is_jd_test_list(fname)->bool:
+def is_jd_test_list(fname, # a path to look at
+                   )->bool:
     "Whether `fname` looks like a JD test list (`imageID,url` rows): not a folder, an image, or a CSV / Parquet listing"
     f = Path(fname); suffix = f.suffix.lower()
     if not f.is_file() or suffix in PARQUET_SUFFIXES + ('.csv',) or suffix in image_extensions: return False
@@ -216,7 +223,8 @@ class ImageFiles(Dataset):
         except Exception as e: return i, None, _reason(e)
         return i, x.as_subclass(torch.Tensor), None
 
-def collate_images(items)->tuple:
+def collate_images(items, # `ImageFiles` items: (index, tensor or None, error or None)
+                  )->tuple:
     "Batch `ImageFiles` items: (indices of the read images, their stacked tensors or None, [(index, error)])"
     ok = [(i, x) for i, x, e in items if e is None]
     return (torch.tensor([i for i, _ in ok], dtype=torch.long), torch.stack([x for _, x in ok]) if ok else None,
@@ -358,7 +366,11 @@ def as_predictor(runs, # a run folder, a `Run`, `(run, checkpoint)`, an `Ensembl
                              checkpoint=checkpoint, labels=labels)
     return ens, [r if isinstance(r, Run) else (m.run, m.checkpoint) for r, m in zip(runs, ens.members)]
 
-def ensemble_options(checkpoint='best', method='vote', k=None, weights=None)->list:
+def ensemble_options(checkpoint='best', # `predict`'s `checkpoint`
+                     method='vote', # `predict`'s `method`
+                     k=None, # `predict`'s `k`
+                     weights=None, # `predict`'s `weights`
+                    )->list:
     "The `(option, value)`s that differ from their defaults: none may be given with an ensemble, which fixes them all"
     given = dict(checkpoint=checkpoint, method=method, k=k, weights=weights)
     return [(o, v) for o, v in given.items() if v is not None and v != dict(checkpoint='best', method='vote').get(o)]
@@ -495,7 +507,8 @@ def predict(images, # image paths, a folder, an image, a JD label file / test li
 ENGINES, DECODERS = ('local', 'ray'), ('auto', 'pil', 'device')
 RESERVED_COLUMNS = ('image_id', 'path', 'styles', 'error')
 
-def check_columns(vocab):
+def check_columns(vocab, # label names
+                 )->None:
     "Raise if a label name clashes with a column of `predict`'s results"
     clash = [v for v in vocab if v in RESERVED_COLUMNS or v.startswith('_')]
     if clash: raise ValueError(f"label names {clash} clash with predict's columns {list(RESERVED_COLUMNS)} (or start with '_')")
@@ -593,7 +606,8 @@ def write_jd_submission(preds:pd.DataFrame, # `predict`'s result (`image_id` and
     return Path(fname)
 
 # %% ../nbs/09_inference.ipynb #d921c386
-def check_submission_vocab(vocab):
+def check_submission_vocab(vocab, # label names of the predictions
+                          )->None:
     "Raise unless `vocab` is the 13 JD styles (in any order): the columns of a JD submission"
     if sorted(vocab) != sorted(STYLES):
         raise ValueError(f"a JD submission has the 13 JD styles as columns ({', '.join(STYLES)}), but these predictions "
@@ -602,8 +616,7 @@ def check_submission_vocab(vocab):
 def jd_submission_ids(ids, # image ids: `image_table`'s, or `predict`'s `image_id`
                       source='the images', # where they come from, for messages
                      )->list:
-    """The JD imageIDs of `ids`: each id's file name (its last path component; an id such as `images/img036` from a
-    listing's relative path is the image `img036.jpg`); an error if two images would share one, or one is not a valid id"""
+    "The JD imageIDs of `ids` (each id's file name); an error if two images would share one, or one is not a valid id"
     res = [str(i).replace('\\', '/').rsplit('/', 1)[-1] for i in ids]
     first = {}
     for n, (i, r) in enumerate(zip(ids, res)):
@@ -664,7 +677,8 @@ def predict_cli(images:str, # an image, a folder of images, a JD label file or t
                 num_gpus:float=0, # ray: GPUs per actor (0: CPU actors)
                 cpus_per_actor:float=1, # ray: CPUs per actor
                 part_size:int=1000, # ray: images per Parquet part
-                address:str=None): # ray: cluster to join, e.g. auto (default: $RAY_ADDRESS, else a local Ray)
+                address:str=None, # ray: cluster to join, e.g. auto (default: $RAY_ADDRESS, else a local Ray)
+               )->None:
     "Predict the styles of images with a run or an ensemble and write them as CSV (and a JD submission)"
     try:
         if engine not in ENGINES: raise ValueError(f"--engine must be one of {list(ENGINES)}, got {engine!r}")

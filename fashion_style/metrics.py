@@ -7,6 +7,7 @@ from __future__ import annotations
 import warnings
 import numpy as np
 import torch
+import matplotlib.pyplot as plt
 from fastai.learner import Metric
 from .core import style_code
 
@@ -163,9 +164,8 @@ def plot_f2_curves(probs, # (n, C) validation outputs (probabilities)
                    ncols:int=5, # panels per row
                    max_points:int=2000, # most points drawn per curve
                    figsize=None, # default: about 2 x 1.6 inches per panel
-                  ): # the matplotlib Figure
+                  )->plt.Figure:
     "Small multiples of F-beta against the threshold for each class, with the eq. (1) optimum marked"
-    import matplotlib.pyplot as plt
     ps, f, last = _sweep(probs, targets, beta)
     C = ps.shape[0]
     vocab = [str(i) for i in range(C)] if vocab is None else list(vocab)

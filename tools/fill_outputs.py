@@ -30,6 +30,8 @@ def keep(out:dict, max_kb:float)->bool:
     if any(s in _text(out) for s in _DROP_TEXT): return False
     return _size_kb(out) <= max_kb
 
+_PNG = "from matplotlib_inline.backend_inline import set_matplotlib_formats\nset_matplotlib_formats('png')"
+
 def run_outputs(fn:Path)->dict:
     "Run notebook `fn` with `nbdev_test`'s rules (same flags, same skipped cells) and return its outputs by cell id"
     from nbdev.config import get_config
@@ -45,8 +47,11 @@ def run_outputs(fn:Path)->dict:
         direc = getattr(cell, 'directives_', {}) or {}
         if direc.get('eval:', [''])[0].lower() == 'false': return True
         return flags & direc.keys()
+    for c in nb.cells:  # a cell that prints nothing now keeps nothing from before
+        if c.cell_type == 'code': c['outputs'] = []
     shell = CaptureShell(fn)
-    with working_directory(fn.parent): shell.run_all(nb, exc_stop=True, preproc=no_eval)
+    with working_directory(fn.parent):  # plain PNG figures at their own size (not twice it for high-DPI screens)
+        shell.run_all(nb, exc_stop=True, preproc=no_eval, inject_code=_PNG)
     return {c.id: [dict(o) for o in c.get('outputs', [])] for c in nb.cells if c.cell_type == 'code'}
 
 def fill(fn:Path, max_kb:float=40, max_total_kb:float=150)->tuple:

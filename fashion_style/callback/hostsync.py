@@ -165,7 +165,7 @@ class SyncWatch:
         self.counts, self._mode = {}, _DeviceTensors(self._record)
         self.mark(*on_device)
 
-    def mark(self, *objs):
+    def mark(self, *objs)->SyncWatch:
         "Declare more modules, tensors or nested lists of tensors to live on the device"
         for o in objs:
             ts = [*o.parameters(), *o.buffers()] if isinstance(o, torch.nn.Module) else tree_flatten(o)[0]
@@ -178,7 +178,9 @@ class SyncWatch:
     def __exit__(self, *exc): return self._mode.__exit__(*exc)
 
     @property
-    def total(self)->int: return sum(self.counts.values())
+    def total(self)->int:
+        "Number of host waits recorded"
+        return sum(self.counts.values())
     @property
     def sites(self)->pd.DataFrame:
         "One row per place: kind ('read' or 'copy to device'), call, where, code, count"

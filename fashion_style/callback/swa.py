@@ -8,6 +8,7 @@ import math, numbers, warnings
 from contextlib import nullcontext
 from pathlib import Path
 import numpy as np
+import matplotlib.pyplot as plt
 import torch
 from torch import nn
 import safetensors.torch
@@ -29,7 +30,8 @@ __all__ = ['cyclic_lr', 'WeightAverage', 'update_bn', 'save_safetensors', 'load_
 def cyclic_lr(pos:float,           # fraction of the cycle done, 0 (first batch) to 1 (last batch)
               lr_max,              # learning rate at the start of the cycle (a float or one per parameter group)
               lr_min,              # learning rate at the end of the cycle
-              anneal:str='cos'):   # 'cos' (half a cosine) or 'linear'
+              anneal:str='cos',    # 'cos' (half a cosine) or 'linear'
+             )->np.ndarray:
     "Learning rate(s) at `pos` of a cycle that decays from `lr_max` to `lr_min`"
     if anneal not in ('cos', 'linear'): raise ValueError(f"anneal must be 'cos' or 'linear', not {anneal!r}")
     f = (1 + math.cos(math.pi*pos))/2 if anneal == 'cos' else 1 - pos
@@ -61,7 +63,8 @@ def update_bn(model:nn.Module,    # model whose BatchNorm running statistics are
               n_inp:int|None=None,   # number of inputs in a tuple batch (default: all but the last item)
               device=None,        # move the inputs here (default: where the model's parameters are)
               max_batches:int|None=None, # stop after this many batches
-              autocast_dtype=None)->int: # run the forward passes under CUDA autocast with this dtype
+              autocast_dtype=None, # run the forward passes under CUDA autocast with this dtype
+             )->int: # batches used
     "Recompute the BatchNorm running statistics of `model` as exact averages over `batches`; returns batches used"
     if max_batches is not None and max_batches < 1: raise ValueError(f"update_bn: max_batches must be >= 1 or None, got {max_batches}")
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
@@ -98,19 +101,25 @@ def update_bn(model:nn.Module,    # model whose BatchNorm running statistics are
 
 # %% ../../nbs/06_callback.swa.ipynb #556fb8de
 def save_safetensors(model:nn.Module|dict, # a model, or a state dict of host tensors
-                     fname, metadata:dict|None=None)->Path:
+                     fname,               # file to write
+                     metadata:dict|None=None, # name -> text, kept in the file's header
+                    )->Path:
     "Write `model`'s state dict to `fname` as safetensors, atomically (temporary file, then rename), with `write_safetensors`"
     sd = model.state_dict() if isinstance(model, nn.Module) else model
     return write_safetensors({k: v.detach().cpu() for k, v in sd.items()}, fname, metadata=metadata)
 
-def load_safetensors(model:nn.Module, fname, strict:bool=True)->nn.Module:
+def load_safetensors(model:nn.Module, # model to load the weights into
+                     fname,            # file written by `save_safetensors`
+                     strict:bool=True, # require the file's keys to match the model's, as `load_state_dict`
+                    )->nn.Module:
     "Load a state dict written by `save_safetensors` into `model` (on the device of its parameters)"
     device = next(model.parameters()).device
     model.load_state_dict(safetensors.torch.load_file(str(fname), device=str(device)), strict=strict)
     return model
 
 # %% ../../nbs/06_callback.swa.ipynb #a5830db8
-def epoch_skipped(cb:Callback)->bool:
+def epoch_skipped(cb:Callback, # a callback of the learner being trained
+                 )->bool:
     "Whether the current epoch is one that fastai's `SkipToEpoch` skips (a fit resumed with `start_epoch`)"
     return cb.epoch < next((c._skip_to for c in cb.learn.cbs if isinstance(c, SkipToEpoch)), 0)
 
@@ -267,9 +276,9 @@ class SWACallback(Callback):
 # %% ../../nbs/06_callback.swa.ipynb #40ff869a
 def plot_swa_f2(df,                # one row per model: columns `model`, `f2_plain`, `f2_swa`
                 ax=None,           # matplotlib axes (default: a new figure)
-                title:str='Macro F2 without and with SWA'):
+                title:str='Macro F2 without and with SWA', # axes title
+               )->plt.Axes:
     "Bar chart of macro F2 per model without and with SWA, each pair labelled with the change"
-    import matplotlib.pyplot as plt
     missing = [c for c in ('model', 'f2_plain', 'f2_swa') if c not in df.columns]
     if missing: raise ValueError(f"plot_swa_f2 needs columns model, f2_plain, f2_swa; missing {missing}")
     if ax is None: _, ax = plt.subplots(figsize=(max(4, 1.1*len(df) + 1), 3))
