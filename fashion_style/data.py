@@ -20,8 +20,9 @@ __all__ = ['VALID_COL', 'MAX_IMAGE_PIXELS', 'check_image_id', 'read_jd_labels', 
            'ImageError', 'to_rgb', 'open_image', 'check_images', 'BadImagesError', 'usable_images', 'StyleImage',
            'style_dls']
 
-# %% ../nbs/01_data.ipynb #6421a6a0
+# %% ../nbs/01_data.ipynb #cb0f57cf
 from fastai.data.block import DataBlock, MultiCategoryBlock
+from fastai.data.core import DataLoaders
 from fastai.data.transforms import ColReader, Normalize, DisplayedTransform
 from fastai.vision.core import imagenet_stats, PILImage
 from fastai.vision.data import ImageBlock
@@ -363,22 +364,27 @@ def oversample_idxs(labels, # table from a reader, or an `(n, C)` array of 0/1 l
     hit = (Y[idxs][:, cls] > 0).any(1)
     return np.repeat(idxs, np.where(hit, int(k), 1))
 
-# %% ../nbs/01_data.ipynb #3149143a
+# %% ../nbs/01_data.ipynb #ddf941e1
 MAX_IMAGE_PIXELS = 64_000_000  # largest width x height decoded: larger images are refused unread (decompression bombs)
 
 class ImageError(InputError):
     "An image file that cannot be used; the message is `path: reason`"
-    def __init__(self, path, reason:str|None=None):
+    def __init__(self, path, # the image file (alone: the whole message, when rebuilt from it)
+                 reason:str|None=None, # why it cannot be used
+                ):
         if reason is None:   # rebuilt from its message alone (as torch does for an error in a DataLoader worker)
             ValueError.__init__(self, path); self.path, self.line, self.msg = None, None, str(path)
         else: super().__init__(path, reason)
     @property
-    def reason(self)->str: return self.msg
+    def reason(self)->str:
+        "Why the file cannot be used"
+        return self.msg
     def __reduce__(self): return (type(self), (self.msg,) if self.path is None else (self.path, self.msg))
 
 _SIXTEEN = ('I', 'I;16', 'I;16L', 'I;16B', 'I;16N')
 
-def to_rgb(im:Image.Image)->Image.Image:
+def to_rgb(im:Image.Image, # a PIL image of any mode
+          )->Image.Image:
     "`im` as 8-bit RGB: alpha composited on white, palette/gray/CMYK converted, 16-bit scaled to 8-bit"
     if im.mode in ('P', 'L', '1', 'RGB') and 'transparency' in im.info: im = im.convert('RGBA')
     if im.mode == 'RGB': return im
@@ -454,10 +460,12 @@ def check_images(paths_or_df, # image paths, or a table with a `path` column (a 
     if ids is not None: out.insert(0, 'image_id', [ids[n] for n in rows])
     return out
 
-# %% ../nbs/01_data.ipynb #53daaaa6
+# %% ../nbs/01_data.ipynb #30256277
 class BadImagesError(InputError):
     "Images that cannot be used, all listed in the message; `problems` is their table (`path`, `reason`)"
-    def __init__(self, problems:pd.DataFrame, n_total:int):
+    def __init__(self, problems:pd.DataFrame, # the unusable images: `path` and `reason` columns
+                 n_total:int, # how many images were checked
+                ):
         self.problems, self.n_total = problems, n_total
         try: folder = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in problems.path])
         except ValueError: folder = '<images>'
@@ -492,11 +500,13 @@ def usable_images(df:pd.DataFrame, # table with a `path` column (and `image_id`)
     problems.index = df.index[problems.index]
     return df.iloc[keep], problems
 
-# %% ../nbs/01_data.ipynb #f03be820
+# %% ../nbs/01_data.ipynb #0357062a
 class StyleImage(PILImage):
     "fastai's `PILImage` opened with `open_image`: any mode as 8-bit RGB, a pixel limit, errors that name the file"
     @classmethod
-    def create(cls, fn, **kwargs):
+    def create(cls, fn, # a path, a PIL image, or anything `PILImage.create` takes
+               **kwargs, # passed to `PILImage.create`
+              ):
         "A path through `open_image`, a PIL image through `to_rgb`, anything else as `PILImage.create`"
         if isinstance(fn, (str, os.PathLike)): return cls(open_image(fn))
         if isinstance(fn, Image.Image): return cls(to_rgb(fn))
@@ -513,7 +523,7 @@ class _LabelReader(DisplayedTransform):
     def __init__(self, vocab): super().__init__(); self.cols = list(vocab)  # not `vocab`: fastai gathers that name
     def __call__(self, row, **kwargs): return row[self.cols].to_numpy(dtype=np.float32)
 
-# %% ../nbs/01_data.ipynb #afd6ca6f
+# %% ../nbs/01_data.ipynb #9ccd998a
 _RESIZE = {'squish': ResizeMethod.Squish, 'pad': ResizeMethod.Pad}
 
 def _warn_no_positives(Y, train_idx, valid_idx, vocab):
@@ -575,7 +585,7 @@ def style_dls(df:pd.DataFrame, # table from a reader (`path` and label columns)
               progress:bool=True, # progress bar while the images are checked (from 1,000 images)
               skipped_where:str='dls.skipped', # where the warning of `bad_images='skip'` says the left-out images are listed
               **kwargs, # passed to `DataBlock.dataloaders`
-             ):
+             )->DataLoaders:
     "fastai `DataLoaders` for multi-label style recognition: resize without cropping, flip, normalize"
     vocab = _vocab(df, vocab)
     df = df.reset_index(drop=True)

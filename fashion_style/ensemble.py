@@ -18,7 +18,7 @@ __all__ = ['RUN_FORMAT', 'CHECKPOINTS', 'METHODS', 'majority_k', 'vote_counts', 
            'common_vocab', 'aligned_probs', 'run_labels', 'label_rows', 'Ensemble', 'load_ensemble',
            'ensemble_from_runs', 'ensemble_report', 'batch_probs', 'flip_tta_probs']
 
-# %% ../nbs/08_ensemble.ipynb #8c182992
+# %% ../nbs/08_ensemble.ipynb #f4005d79
 def _stack(probs, name:str='probs')->np.ndarray:
     "`probs` (one `(n, C)` array per model, or an `(M, n, C)` array or tensor) as an `(M, n, C)` float array"
     if isinstance(probs, torch.Tensor): probs = probs.detach().float().cpu().numpy()
@@ -45,7 +45,8 @@ def _thresholds(thresholds, M:int, C:int)->np.ndarray:
     if bad: raise ValueError(f"model {bad[0]}: need 1 or {C} thresholds, got {np.size(thresholds[bad[0]])}")
     return np.stack(rows)
 
-def majority_k(n_models:int)->int:
+def majority_k(n_models:int, # number of models voting
+              )->int:
     "The plain-majority vote count for `n_models` models: `n_models // 2 + 1` (3 of 5)"
     return int(n_models) // 2 + 1
 
@@ -131,18 +132,22 @@ def score_table(valid_probs, # `(M, n_valid, C)` probabilities of each model on 
     rows.append(row('average' if weights is None else 'weighted average', 'average', at(va, ath), at(ta, ath)))
     return pd.DataFrame(rows).set_index('model')
 
-# %% ../nbs/08_ensemble.ipynb #980ccf29
+# %% ../nbs/08_ensemble.ipynb #871f31df
 RUN_FORMAT = 1
 CHECKPOINTS = {'best': 'model.safetensors', 'swa': 'swa.safetensors'}
 _RESIZE_METHODS = ('squish', 'pad')
 
-def check_checkpoint(checkpoint:str)->str:
+def check_checkpoint(checkpoint:str, # a checkpoint name
+                    )->str:
     "`checkpoint` if it names a checkpoint a run can hold ('best' or 'swa'), else raise"
     if not isinstance(checkpoint, str) or checkpoint not in CHECKPOINTS:
         raise ValueError(f"checkpoint must be one of {list(CHECKPOINTS)}, got {checkpoint!r}")
     return checkpoint
 
-def probs_file(run, split:str='valid', checkpoint:str='best')->Path:
+def probs_file(run, # run folder
+               split:str='valid', # 'valid' or 'test'
+               checkpoint:str='best', # 'best' or 'swa'
+              )->Path:
     "Path of a run's saved probabilities for `split` ('valid' or 'test') and `checkpoint`"
     check_checkpoint(checkpoint)
     return Path(run)/f"{split}_probs{'' if checkpoint == 'best' else '_' + checkpoint}.csv"
@@ -232,7 +237,7 @@ def read_probs(run, # run folder
     if bad.any(): raise InputError(f, f"probabilities must be in [0, 1], found {float(p[bad][0])}", int(np.argwhere(bad)[0, 0]) + 2)
     return pd.DataFrame(p, index=pd.Index(df.image_id, name='image_id'), columns=vocab)
 
-# %% ../nbs/08_ensemble.ipynb #cd44baca
+# %% ../nbs/08_ensemble.ipynb #ebf034f4
 class Member:
     "One ensemble member: a run folder and checkpoint, with its vocab, thresholds and saved probabilities"
     def __init__(self, run, # run folder written by `fashion_style.train.train`
@@ -244,13 +249,20 @@ class Member:
         self._probs = {}
 
     @property
-    def name(self)->str: return self.run.name + ('' if self.checkpoint == 'best' else f' ({self.checkpoint})')
+    def name(self)->str:
+        "The run folder's name, with the checkpoint when it is not 'best'"
+        return self.run.name + ('' if self.checkpoint == 'best' else f' ({self.checkpoint})')
     @property
-    def arch(self)->str: return self.info['arch']
+    def arch(self)->str:
+        "The run's model architecture"
+        return self.info['arch']
     @property
-    def size(self): return self.info['config']['size']
+    def size(self)->int|list:
+        "The run's input size (a side, or `[h, w]`)"
+        return self.info['config']['size']
 
-    def probs(self, split:str='valid')->pd.DataFrame:
+    def probs(self, split:str='valid', # 'valid' or 'test'
+             )->pd.DataFrame:
         "Saved probabilities on `split` ('valid' or 'test'), indexed by image id"
         if split not in self._probs: self._probs[split] = read_probs(self.run, split, self.checkpoint, self.vocab)
         return self._probs[split]
@@ -275,7 +287,8 @@ def as_members(runs, # a run folder, `(run, checkpoint)`, `Member`, or a list of
     if not members: raise ValueError("no runs given")
     return members
 
-def common_vocab(members)->list:
+def common_vocab(members, # `Member`s
+                )->list:
     "The first member's vocab, checked to hold the same labels as every other member's (order may differ)"
     vocab = members[0].vocab
     for m in members[1:]:
@@ -351,7 +364,7 @@ def label_rows(labels, # reader table(s) holding the images' labels
     if missing: raise ValueError(f"{len(missing)} of {len(ids)} images have no labels, e.g. {missing[:5]}")
     return label_matrix(df.loc[list(ids)].reset_index(), list(vocab))
 
-# %% ../nbs/08_ensemble.ipynb #1e748ab1
+# %% ../nbs/08_ensemble.ipynb #ed8a3adc
 METHODS = ('vote', 'average')
 
 class Ensemble:
@@ -386,11 +399,13 @@ class Ensemble:
         "`(M, C)` each member's own thresholds, in the ensemble's vocab order"
         return np.stack([m.thresholds[[m.vocab.index(v) for v in self.vocab]] for m in self.members])
 
-    def saved_probs(self, split:str='valid')->tuple:
+    def saved_probs(self, split:str='valid', # 'valid' or 'test'
+                   )->tuple:
         "(image ids, `(M, n, C)` members' saved probabilities) on `split`"
         return aligned_probs(self.members, split, self.vocab)
 
-    def fit_thresholds(self, labels=None)->'Ensemble':
+    def fit_thresholds(self, labels=None, # reader table(s) holding the valid images' labels (default: `run_labels`)
+                      )->'Ensemble':
         "Average: choose per-class thresholds on the averaged saved valid probabilities (labels default: `run_labels`)"
         if self.method != 'average': return self
         ids, p = self.saved_probs('valid')
@@ -409,7 +424,8 @@ class Ensemble:
         avg = average_probs(p, self.weights)
         return avg, (avg >= self.thresholds.astype(avg.dtype)).astype(np.int64)
 
-    def save(self, fname)->Path:
+    def save(self, fname, # the JSON file to write
+            )->Path:
         "Write the ensemble as JSON (run folders relative to the file's folder where possible), atomically"
         fname = Path(fname); base = fname.resolve().parent
         def rel(p):
@@ -427,7 +443,8 @@ class Ensemble:
         rule = f"vote {self.k}/{len(self.members)}" if self.method == 'vote' else 'average'
         return f"Ensemble({rule}: {', '.join(m.name for m in self.members)})"
 
-def load_ensemble(fname)->Ensemble:
+def load_ensemble(fname, # a JSON file written by `Ensemble.save`
+                 )->Ensemble:
     "An `Ensemble` saved by `Ensemble.save`"
     fname = Path(fname)
     try: d = json.loads(fname.read_text(encoding='utf-8'))

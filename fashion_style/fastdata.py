@@ -100,17 +100,25 @@ def cache_files(spec:dict, # from `cache_spec`
     stem = f"{name}-{h}x{w}-{spec['resize_method']}{'-draft' if spec['draft'] else ''}-{spec['paths_sha256'][:16]}"
     return cache_dir/f'{stem}.npy', cache_dir/f'{stem}.json'
 
-# %% ../nbs/10_fastdata.ipynb #db51a882
+# %% ../nbs/10_fastdata.ipynb #dc48048d
 class ImageCache:
     "An opened image cache: `images` the `(n, h, w, 3)` uint8 memory map, `meta` its JSON record"
-    def __init__(self, fname, meta:dict, built:bool=False, n_decoded:int=0):
+    def __init__(self, fname, # the cache's `.npy` file
+                 meta:dict, # its JSON record (`cache_spec` and what was skipped)
+                 built:bool=False, # whether this call built the cache
+                 n_decoded:int=0, # how many images this call decoded
+                ):
         self.fname, self.meta, self.built, self.n_decoded = Path(fname), meta, built, n_decoded
         self.images = np.load(self.fname, mmap_mode='c')
     def __len__(self): return len(self.images)
     @property
-    def skipped(self)->list: return self.meta.get('skipped', [])
+    def skipped(self)->list:
+        "The images that could not be read (with `bad_images='skip'`)"
+        return self.meta.get('skipped', [])
     @property
-    def nbytes(self)->int: return int(self.images.nbytes)
+    def nbytes(self)->int:
+        "The size of the pixels, in bytes"
+        return int(self.images.nbytes)
     def __repr__(self):
         return (f"ImageCache({self.fname.name}: {len(self)} images of {self.images.shape[1]}x{self.images.shape[2]}, "
                 f"{self.nbytes/1e9:.2f} GB, {'built now' if self.built else 'reused'}, {len(self.skipped)} skipped)")
@@ -118,7 +126,8 @@ class ImageCache:
     def __setstate__(self, d): self.__dict__.update(d); self.images = np.load(self.fname, mmap_mode='c')
 
     def tensor(self, device=None, # None: a tensor sharing the memory map; else a full copy on `device`
-               chunk_bytes:int=2**28)->Tensor:
+               chunk_bytes:int=2**28, # bytes copied to `device` at a time
+              )->Tensor:
         "The cache as an `(n, h, w, 3)` uint8 tensor, copied to `device` once, chunk by chunk"
         host = torch.from_numpy(self.images)
         if device is None: return host
@@ -127,9 +136,14 @@ class ImageCache:
         for i in range(0, len(host), step): out[i:i + step].copy_(host[i:i + step])
         return out
 
-# %% ../nbs/10_fastdata.ipynb #46fad136
-def load_image_cache(paths, size=224, resize_method:str='squish', draft:bool=True, cache_dir=None,
-                     name:str='images')->ImageCache|None:
+# %% ../nbs/10_fastdata.ipynb #1495f15a
+def load_image_cache(paths, # image files, in row order
+                     size=224, # side of the square images, or `(h, w)`
+                     resize_method:str='squish', # 'squish' or 'pad'
+                     draft:bool=True, # JPEG draft-mode decoding
+                     cache_dir=None, # folder of caches (default: `data_path()/'cache'`)
+                     name:str='images', # first part of the file names
+                    )->ImageCache|None:
     "The valid cache of `paths` at `size` if there is one (nothing is decoded), else None"
     spec = cache_spec(paths, size, resize_method, draft)
     return _open_valid(*cache_files(spec, cache_dir, name), spec)
@@ -253,30 +267,38 @@ def build_image_cache(paths, # image files, in row order (e.g. `df.path`)
     _bad_image_policy(_problems(cache, paths), len(paths), bad_images, 'cache.skipped')
     return cache
 
-# %% ../nbs/10_fastdata.ipynb #21cd2d21
+# %% ../nbs/10_fastdata.ipynb #d8184d39
 class ByteNormalize(Normalize):
     "`Normalize` for uint8 image batches: to float, scaled and normalized in one step; plain (optionally channels-last) tensors out"
     parameters, order = L('mean', 'std', 'scale', 'shift'), 99
     def __init__(self, mean=None, # per-channel mean in [0, 1] units, shaped to broadcast (e.g. `(1, 3, 1, 1)`)
                  std=None, # per-channel standard deviation, same shape
-                 axes=(0, 2, 3), channels_last:bool=False): # output memory format
+                 axes=(0, 2, 3), # the axes the statistics are broadcast over (as fastai's `Normalize`)
+                 channels_last:bool=False, # output memory format
+                ):
         super().__init__(mean, std, axes)
         self.channels_last = channels_last
         self.scale, self.shift = (None, None) if mean is None or std is None else (1/(255*std), -mean/std)
 
     @classmethod
-    def from_stats(cls, mean, std, channels_last:bool=False, device=None):
+    def from_stats(cls, mean, # per-channel means in [0, 1] units (a list of 3)
+                   std, # per-channel standard deviations (a list of 3)
+                   channels_last:bool=False, # output memory format
+                   device=None, # where the statistics live (default: the CPU)
+                  )->ByteNormalize:
         "From per-channel `mean` and `std` lists (e.g. `imagenet_stats`)"
         mean, std = broadcast_vec(1, 4, mean, std, cuda=False)
         res = cls(mean, std, channels_last=channels_last)
         if device is not None: res.to(device)
         return res
 
-    def to(self, device):
+    def to(self, device, # the device of the batches to normalize
+          )->None:
         "Move the statistics to `device`"
         for a in self.parameters: setattr(self, a, getattr(self, a).to(device))
 
-    def normalize(self, x:Tensor)->Tensor:
+    def normalize(self, x:Tensor, # a batch of images `(b, 3, h, w)`
+                 )->Tensor:
         "`x` (uint8 in 0..255, or float in 0..1) normalized as a plain float tensor"
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         x = x.as_subclass(Tensor).contiguous(memory_format=fmt)  # the layout change is cheapest on bytes
@@ -285,11 +307,15 @@ class ByteNormalize(Normalize):
 
     def encodes(self, x:TensorImage)->Tensor: return self.normalize(x)
 
-# %% ../nbs/10_fastdata.ipynb #19ca24a6
+# %% ../nbs/10_fastdata.ipynb #3d0515e7
 class CacheData:
     "What a `CacheDL` iterates: rows `rows` of the `(n, h, w, 3)` uint8 tensor `images`, `labels` (n, C) or None"
     n_inp = 1
-    def __init__(self, images:Tensor, rows, labels:Tensor|None=None, items=None):
+    def __init__(self, images:Tensor, # `(n, h, w, 3)` uint8 images (e.g. `ImageCache.tensor()`)
+                 rows, # positions of this data set's images in `images`
+                 labels:Tensor|None=None, # `(n, C)` labels, indexed like `images`; None for unlabelled images
+                 items=None, # the table rows (e.g. `df.iloc[rows]`), for reference
+                ):
         self.images, self.rows, self.labels = images, np.asarray(rows, dtype=np.int64), labels
         self.items = items  # the table rows (e.g. `df.iloc[rows]`), for reference
     def __len__(self): return len(self.rows)

@@ -68,7 +68,7 @@ def target_shares(vocab=STYLES, # styles (names in `core.JD_TRAIN_POSITIVES`)
     b = np.log(hi/lo)/np.log(jd.max()/jd.min())
     return pd.Series(hi*(jd/jd.max())**b, index=pd.Index(list(vocab), name='style'), name='target')
 
-# %% ../nbs/02_synth.ipynb #2c6a658c
+# %% ../nbs/02_synth.ipynb #7ac56d28
 def _rule_tables(vocab=STYLES)->list:
     "One (levels, styles) weight array per factor, from `RULES`"
     return [np.array([[RULES[s].get(l, 0.) for s in vocab] for l in levels]) for levels in FACTORS.values()]
@@ -77,12 +77,13 @@ def _factor_codes(factors:pd.DataFrame)->np.ndarray:
     "(n, n_factors) level indices of a factor table"
     out = []
     for name, levels in FACTORS.items():
-        codes = pd.Categorical(factors[name], categories=list(levels)).codes
+        codes = pd.Index(list(levels)).get_indexer(factors[name])  # -1: not a level
         if (codes < 0).any(): raise ValueError(f"unknown {name} level(s): {sorted(set(factors[name][codes < 0]))}")
         out.append(codes)
     return np.stack(out, 1)
 
-def style_scores(factors:pd.DataFrame)->np.ndarray:
+def style_scores(factors:pd.DataFrame, # factor table (columns as `sample_factors`)
+                )->np.ndarray:
     "(n, 13) rule scores of each image for each style: the summed `RULES` weights of its levels"
     codes = _factor_codes(factors)
     return sum(W[codes[:, j]] for j, W in enumerate(_rule_tables()))
@@ -291,11 +292,15 @@ def draw_garment(garment:str, # a level of FACTORS['garment']
     ox, oy = (int(v) for v in rng.integers(0, 3*size, 2))
     return ImageChops.add(img, _noise_bank(size).crop((ox, oy, ox + size, oy + size)), 1., -8)   # pixel noise, sd 2.5
 
-# %% ../nbs/02_synth.ipynb #0311b9d0
+# %% ../nbs/02_synth.ipynb #5acefa56
 SPLIT_CODES = dict(dev=0, test=1)
 _SET_FILES = ('train.txt', 'test.txt', 'meta.csv', 'README.md', 'params.json', 'oracle.json', '.incomplete')
 
-def synth_params(n_dev=6000, n_test=3000, size=64, seed=0)->dict:
+def synth_params(n_dev=6000, # development images
+                 n_test=3000, # test images
+                 size=64, # side of the square pictures, in pixels
+                 seed=0, # generator seed
+                )->dict:
     "The parameters that define a synthetic set (stored in `params.json`)"
     return dict(generator='fashion_style.synth', version=SYNTH_VERSION, n_dev=int(n_dev), n_test=int(n_test),
                 size=int(size), seed=int(seed), sharpness=SHARPNESS, vocab=list(STYLES))
@@ -510,7 +515,7 @@ def prevalence_table(dest=None, # folder of a synthetic set (default: `data_path
                              dev=Yd.sum(0).astype(int), valid=Yd[vi].sum(0).astype(int), test=Yt.sum(0).astype(int),
                              dev_share=Yd.mean(0), test_share=Yt.mean(0)), index=pd.Index(STYLES, name='style'))
 
-# %% ../nbs/02_synth.ipynb #d08d6f82
+# %% ../nbs/02_synth.ipynb #a42329ff
 @call_parse
 def synth_cli(dest:str=None, # output folder (default: data/synthetic)
               n_dev:int=6000, # development images (train.txt, split 8:2 into train and valid)
@@ -520,7 +525,7 @@ def synth_cli(dest:str=None, # output folder (default: data/synthetic)
               split_seed:int=42, # seed of the train/valid split used to choose the oracle's thresholds (0 to 2**32 - 1)
               overwrite:bool=False, # remake the set even if dest holds one with the same parameters
               n_workers:int=None, # processes drawing pictures (default: 2 for big sets)
-             ):
+             )->None:
     "Generate the synthetic fashion style data set and print its statistics"
     try: _synth(dest, n_dev, n_test, size, seed, split_seed, overwrite, n_workers)
     except KeyboardInterrupt:   # the set is marked unfinished: the next call redraws it
