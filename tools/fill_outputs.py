@@ -3,9 +3,9 @@
 The docs build runs only the `show_doc` cells; every other output on a page is the one committed in the notebook.
 Usage: `python tools/fill_outputs.py nbs/02_synth.ipynb [more notebooks]` (from the project root, then `nbdev_clean`).
 An output is left out when it is on stderr, when it names a temporary or home folder, when it shows a warning or a
-progress bar, or when it is larger than `--max_kb`; a notebook whose kept outputs pass `--max_total_kb` is refused.
+progress bar (HTML or text), or when it is larger than `--max_kb`; a notebook whose kept outputs pass `--max_total_kb` is refused.
 """
-import argparse, base64, json, os, sys
+import argparse, base64, json, os, re, sys
 from pathlib import Path
 
 _DROP_TEXT = ('/tmp/', '/var/folders/', '/work/', str(Path.home()) + '/', 'Warning', 'warnings.warn', '<progress',
@@ -24,10 +24,12 @@ def _size_kb(out:dict)->float:
         if k.startswith('image/'): n += len(base64.b64decode(''.join(v) if isinstance(v, list) else v)) if k != 'image/svg+xml' else len(''.join(v))
     return n / 1024
 
+_TEXT_BAR = re.compile(r'\[\d+/\d+ \d\d:\d\d<')  # fastprogress's bar printed as text: [3/4 00:01<00:00]
+
 def keep(out:dict, max_kb:float)->bool:
     "Whether an output belongs in the committed notebook"
     if out.get('output_type') == 'error' or out.get('name') == 'stderr': return False
-    if any(s in _text(out) for s in _DROP_TEXT): return False
+    if any(s in _text(out) for s in _DROP_TEXT) or _TEXT_BAR.search(_text(out)): return False
     return _size_kb(out) <= max_kb
 
 _PNG = "from matplotlib_inline.backend_inline import set_matplotlib_formats\nset_matplotlib_formats('png')"
