@@ -70,6 +70,7 @@ docs: install
 docs-test: docs
 	@$(BIN)/python tools/docs_test.py --find-browser >/dev/null || { echo "installing chromium (apt-get)"; \
 	 SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update && \
-	 $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; }
+	 { $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver || \
+	   $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium-browser chromium-chromedriver; }; }
 	$(BIN)/python tools/docs_test.py --self-test
 	$(BIN)/python tools/docs_test.py
