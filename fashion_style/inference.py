@@ -20,6 +20,7 @@ from .core import STYLES, check_vocab, InputError, atomic_write, CLI_ERRORS, che
 from . import data as _data
 from .data import check_image_id, read_jd_labels, read_jd_test_list, StyleImage, ImageError, _not_utf8, _csv_rows, _read_csv
 from .callback.swa import load_safetensors
+from .models import HEADS
 from .ensemble import *
 
 # %% auto #0
@@ -40,11 +41,13 @@ def default_device(device=None, # a `torch.device` or its name, e.g. 'cuda:1' (d
 
 def build_model(arch:str, # timm model name, as in a run's `config.json`
                 n_out:int, # number of outputs (labels)
+                head:str='fastai', # the run's `head`: 'fastai' or 'linear' (see `models.HEADS`)
                )->torch.nn.Module:
-    "The network `models.style_learner` trains for `arch` (timm body + fastai head), randomly initialized"
+    "The network `models.style_learner` trains for `arch` (timm body + the run's head), randomly initialized"
     if not timm.is_model(arch):
         raise ValueError(f"timm {timm.__version__} has no architecture {arch!r}: the run needs the timm it was trained with")
-    return create_timm_model(arch, n_out, pretrained=False)[0]
+    if head not in HEADS: raise ValueError(f"unknown head {head!r} (this version knows {', '.join(map(repr, HEADS))})")
+    return create_timm_model(arch, n_out, pretrained=False, **HEADS[head])[0]
 
 class Run:
     "A trained model from a run folder, ready to predict: model, vocab, thresholds, input size, normalization stats"
@@ -88,14 +91,15 @@ def load_run(run_dir, # run folder written by `fashion_style.train.train`
         raise FileNotFoundError(f"{run}: no {wfile.name}, the weights of checkpoint {checkpoint!r} "
                                 f"(this run has: {', '.join(have) or 'no weights'})")
     thresholds = read_thresholds(run, checkpoint, info['vocab'])
-    try: model = build_model(info['arch'], len(info['vocab']))
+    head = info['config'].get('head', 'fastai')  # a run recorded before `head` existed has fastai's
+    try: model = build_model(info['arch'], len(info['vocab']), head)
     except ValueError as e: raise InputError(Path(run)/'config.json', str(e)) from None
     try: load_safetensors(model, wfile)
     except safetensors.SafetensorError as e:
         raise RuntimeError(f"{wfile} is not a safetensors file ({e}): fashion_style reads weights only as safetensors and "
                            "never unpickles a file (a pickled checkpoint can run code when loaded)") from None
     except Exception as e:
-        raise RuntimeError(f"{wfile} does not fit {info['arch']} with {len(info['vocab'])} outputs: was it written by "
+        raise RuntimeError(f"{wfile} does not fit {info['arch']} with {len(info['vocab'])} outputs and the {head!r} head: was it written by "
                            f"another timm or fastai version? (run: {info.get('versions')}; here: timm {timm.__version__}). "
                            f"{str(e)[:300]}") from e
     return Run(run, checkpoint, model.to(default_device(device)).eval(), info, thresholds)
