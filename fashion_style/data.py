@@ -93,11 +93,12 @@ def _check_files(fname, paths, names, lines, image_dir):
     if not absent: return
     folders = [(n, l) for n, l, is_dir in absent if is_dir]
     missing = [f'{n} (line {l})' for n, l, is_dir in absent if not is_dir]
+    n_files = len(names) - len(folders)   # entries that should be image files
     if len(missing) == len(names):   # a wrong folder, most likely: no use listing every name
         raise InputError(fname, f"none of the {len(names)} images is in {image_dir} (looked for {missing[0]}, ...): "
                                 "is the image folder right (--image_dir / image_dir=)?")
     more = f", and {len(missing) - _N_LISTED} more" if len(missing) > _N_LISTED else ''
-    gone = (f"{len(missing)} of {len(names)} image files missing from {image_dir} (download them, or check the image "
+    gone = (f"{len(missing)} of {n_files} image files missing from {image_dir} (download them, or check the image "
             f"folder: --image_dir / image_dir=; from Python, check_files=False reads the labels without the images): "
             f"{', '.join(missing[:_N_LISTED])}{more}")
     if not folders: raise InputError(fname, gone)

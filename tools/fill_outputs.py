@@ -2,13 +2,15 @@
 
 The docs build runs only the `show_doc` cells; every other output on a page is the one committed in the notebook.
 Usage: `python tools/fill_outputs.py nbs/02_synth.ipynb [more notebooks]` (from the project root, then `nbdev_clean`).
-An output is left out when it is on stderr, when it names a temporary or home folder, when it shows a warning or a
-progress bar (HTML or text), or when it is larger than `--max_kb`; a notebook whose kept outputs pass `--max_total_kb` is refused.
+An output is left out when it is on stderr, when it names a temporary or home folder or the project's own folder, when it
+shows a warning or a progress bar (HTML or text), or when it is larger than `--max_kb`; a notebook whose kept outputs pass
+`--max_total_kb` is refused.
 """
 import argparse, base64, json, os, re, sys
 from pathlib import Path
 
-_DROP_TEXT = ('/tmp/', '/var/folders/', '/work/', str(Path.home()) + '/', 'Warning', 'warnings.warn', '<progress',
+_ROOT = str(Path(__file__).resolve().parents[1]) + '/'  # the project's own folder, wherever it is checked out
+_DROP_TEXT = ('/tmp/', '/var/folders/', _ROOT, str(Path.home()) + '/', 'Warning', 'warnings.warn', '<progress',
               'progress-bar', 'Traceback')
 
 def _text(out:dict)->str:

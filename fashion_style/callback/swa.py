@@ -31,7 +31,7 @@ def cyclic_lr(pos:float,           # fraction of the cycle done, 0 (first batch)
               lr_max,              # learning rate at the start of the cycle (a float or one per parameter group)
               lr_min,              # learning rate at the end of the cycle
               anneal:str='cos',    # 'cos' (half a cosine) or 'linear'
-             )->np.ndarray:
+             )->float|np.ndarray:
     "Learning rate(s) at `pos` of a cycle that decays from `lr_max` to `lr_min`"
     if anneal not in ('cos', 'linear'): raise ValueError(f"anneal must be 'cos' or 'linear', not {anneal!r}")
     f = (1 + math.cos(math.pi*pos))/2 if anneal == 'cos' else 1 - pos
