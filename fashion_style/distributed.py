@@ -408,25 +408,18 @@ def run_parallel(jobs:dict, # name -> command (list of arguments)
         raise RuntimeError('; '.join(f"{n} exited with {rc} (log {logs[n]}):\n{_tail(logs[n])}" for n, rc in failed.items()))
     return logs
 
-# %% ../nbs/07a_distributed.ipynb #b0c3f8ac
-def _same_run_config(a:dict, b:dict)->bool:
-    "Whether configs `a` and `b` train the same run, compared as `train` records them"
-    from fashion_style.train import train_config, absolute_paths, recorded_config
-    free = ('checkpoint_every', 'checkpoint_min_s')  # not what is trained
-    norm = lambda c: {k: v for k, v in recorded_config(absolute_paths(train_config(c))).items() if k not in free}
-    return norm(a) == norm(b)
-
+# %% ../nbs/07a_distributed.ipynb #9bc490c0
 def train_member(cfg_file, # JSON config file with `name` and `out`, as `train_members` writes it
                 )->Path: # the run folder
     "Train, finish or keep the run a config file (with `name` and `out`) describes; what each `train_members` process runs"
-    from fashion_style.train import train, train_config, checkpoint_file
+    from fashion_style.train import train, train_config, checkpoint_file, same_run_config
     from fashion_style.ensemble import read_run_config
     from fashion_style.core import models_path
     from fashion_style.train import absolute_paths
     cfg = absolute_paths(train_config(json.loads(Path(cfg_file).read_text())))  # as `train` records it in config.json
     run = Path(cfg['out'] or models_path())/cfg['name']
     if (run/'config.json').exists():
-        if not _same_run_config(read_run_config(run)['config'], cfg): raise FileExistsError(f"{run} holds another run: remove it or rename the member")
+        if not same_run_config(read_run_config(run)['config'], cfg): raise FileExistsError(f"{run} holds another run: remove it or rename the member")
         if (run/'results.json').exists(): print(f"run folder: {run} (finished before)"); return run
         if checkpoint_file(run).exists(): run = train(resume=run, progress=False)
         else:

@@ -162,7 +162,7 @@ def efficientnet_lite0_file(dest=None, # folder to write the converted file into
 
 LOCAL_WEIGHTS = {LITE0: efficientnet_lite0_file}
 
-# %% ../nbs/05_models.ipynb #d53ac5cc
+# %% ../nbs/05_models.ipynb #90154efc
 def _default_loss(loss_func): return BCEWithLogitsLossFlat() if loss_func is None else loss_func
 
 class _Messages(logging.Handler):
@@ -436,7 +436,7 @@ def _unreadable(e:Exception)->bool:
     return isinstance(e, _LOAD_ERRORS) or (isinstance(e, RuntimeError) and 'PytorchStreamReader' in str(e))
 
 HEADS = dict(fastai={},  # fastai's `create_head` defaults
-             linear=dict(lin_ftrs=[], concat_pool=False, first_bn=False, ps=0.))  # the paper's: one fully connected layer
+             linear=dict(lin_ftrs=[], concat_pool=False, first_bn=False, ps=0.))  # average pooling, one fully connected layer
 
 @delegates(vision_learner, but=['dls', 'arch', 'loss_func', 'pretrained', 'metrics', 'weights'])
 def style_learner(dls,               # DataLoaders whose `vocab` are the labels (one output each)
@@ -445,7 +445,7 @@ def style_learner(dls,               # DataLoaders whose `vocab` are the labels 
                   pretrained:bool=False, # start from ImageNet weights (then the body is frozen)
                   weights_file=None, # local state dict in timm's key names for the body (implies `pretrained`)
                   metrics=None,      # fastai metrics
-                  head:str='fastai', # 'fastai' (fastai's pooling, BatchNorm, dropout and hidden layer) or 'linear' (the paper's one layer)
+                  head:str='fastai', # 'fastai' (fastai's pooling, BatchNorm, dropout and hidden layer) or 'linear' (one layer, as the paper's)
                   **kwargs)->Learner:
     "A fastai `Learner` with a timm backbone `arch` and `len(dls.vocab)` sigmoid outputs"
     if head not in HEADS: raise ValueError(f"head must be one of {', '.join(map(repr, HEADS))}, got {head!r}")
