@@ -16,7 +16,7 @@ except ImportError: fcntl = None  # Windows: no locks (one writer at a time is t
 __all__ = ['STYLES', 'STYLE_CODES', 'JD_N_TRAIN', 'JD_TRAIN_POSITIVES', 'CLI_ERRORS', 'style_code', 'check_vocab', 'project_root',
            'data_path', 'models_path', 'seed_everything', 'InputError', 'atomic_path', 'atomic_write',
            'write_safetensors', 'file_lock', 'forked_worker_init', 'signals_held', 'check_out_file', 'check_out_dir',
-           'check_runs_dir', 'markdown_table']
+           'check_runs_dir', 'is_plain_name', 'markdown_table']
 
 # %% ../nbs/00_core.ipynb #c4676eb8
 STYLES = ['sports', 'casual', 'commuting', 'Japanese', 'Korean', 'western', 'British',
@@ -257,6 +257,12 @@ def check_runs_dir(out=None, # the parent folder of training runs given by the c
     option = ('out (--out)' if out else 'FASHION_STYLE_MODELS' if os.environ.get('FASHION_STYLE_MODELS')
               else 'the models folder')
     return check_out_dir(out or models_path(), option)
+
+# %% ../nbs/00_core.ipynb #32cb4d49
+def is_plain_name(s, # a would-be file or folder name
+                 )->bool:
+    "Whether `s` is a str naming one file or folder inside another: not empty, '.' or '..', and without '/', '\\' or NUL"
+    return isinstance(s, str) and s not in ('', '.', '..') and not any(c in s for c in '/\\\0')
 
 # %% ../nbs/00_core.ipynb #b0e5bdc8
 def markdown_table(df, # a pandas DataFrame; a named index becomes the first column

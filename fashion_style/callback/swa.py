@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 import safetensors.torch
-from ..core import write_safetensors
+from ..core import write_safetensors, is_plain_name
 from fastcore.basics import store_attr
 from fastai.callback.core import Callback, GatherPredsCallback
 from fastai.callback.tracker import SaveModelCallback
@@ -129,7 +129,7 @@ def _check_fname(fname):
     "Refuse a `fname` that is not None or a plain file name stem (a path would save the model outside `learn.model_dir`)"
     if fname is None: return
     if not isinstance(fname, str): raise TypeError(f"fname must be None or a file name stem (a str), got {fname!r}")
-    if fname in ('', '.', '..') or any(c in fname for c in '/\\\0'):
+    if not is_plain_name(fname):
         raise ValueError(f"fname must be a plain file name stem (not '', '.' or '..', without '/', '\\' or NUL), got {fname!r}")
 
 def _empty(dl)->bool:
