@@ -27,6 +27,7 @@ test: install check-sync
 	@set -o pipefail; n=$$(find nbs -name '*.ipynb' -not -name '_*' -not -path '*/.ipynb_checkpoints/*' | while read -r f; do [ -e "$$(dirname "$$f")/.notest" ] || echo "$$f"; done | wc -l); \
 	 if OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --timing 2>&1 | tee .nbdev_test.log; then echo "nbdev_test: $$n passed, 0 failed"; \
 	 else f=$$(grep -c '^==>' .nbdev_test.log); echo "nbdev_test: $$((n-f)) passed, $$f failed"; exit 1; fi
+	$(BIN)/python tools/fill_outputs.py --self-test
 	@$(MAKE) --no-print-directory docs-test
 
 # the slow cells too, with the optional Ray engine installed (pinned like the rest)

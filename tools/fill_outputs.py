@@ -1,7 +1,8 @@
 """Run notebooks as `nbdev_test` does and keep the small, clean outputs of their cells, so the rendered docs show them.
 
 The docs build runs only the `show_doc` cells; every other output on a page is the one committed in the notebook.
-Usage: `python tools/fill_outputs.py nbs/02_synth.ipynb [more notebooks]` (from the project root, then `nbdev_clean`).
+Usage: `python tools/fill_outputs.py nbs/02_synth.ipynb [more notebooks]` (from the project root, then `nbdev_clean`);
+`python tools/fill_outputs.py --self-test` checks the filter on a small notebook with known outputs (`make test` runs it).
 An output is left out when it is on stderr, when it names a temporary or home folder or the project's own folder, when it
 shows a warning or a progress bar (HTML or text), or when it is larger than `--max_kb`; a notebook whose kept outputs pass
 `--max_total_kb` is refused.
@@ -54,8 +55,9 @@ def run_outputs(fn:Path)->dict:
     for c in nb.cells:  # a cell that prints nothing now keeps nothing from before
         if c.cell_type == 'code': c['outputs'] = []
     shell = CaptureShell(fn)
-    with working_directory(fn.parent):  # plain PNG figures at their own size (not twice it for high-DPI screens)
-        shell.run_all(nb, exc_stop=True, preproc=no_eval, inject_code=_PNG)
+    shell.run(_PNG)  # plain PNG figures at their own size (not twice it for high-DPI screens); run_all's inject_code
+    with working_directory(fn.parent):  # would replace a cell of the notebook
+        shell.run_all(nb, exc_stop=True, preproc=no_eval)
     return {c.id: [dict(o) for o in c.get('outputs', [])] for c in nb.cells if c.cell_type == 'code'}
 
 def fill(fn:Path, max_kb:float=40, max_total_kb:float=150)->tuple:
@@ -78,7 +80,29 @@ def fill(fn:Path, max_kb:float=40, max_total_kb:float=150)->tuple:
     tmp.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + '\n'); os.replace(tmp, fn)
     return kept, dropped
 
+def self_test()->bool:
+    "Fill a small notebook whose right outputs are known; True if exactly those are kept"
+    import tempfile
+    cells = {'plain': "print('kept')", 'value': "2 + 3", 'tmp': "print('/tmp/x')", 'err': "import sys; print('e', file=sys.stderr)",
+             'warn': "import warnings; warnings.warn('w')", 'bar': "print('[3/4 00:01<00:00]')", 'big': "print('x' * 50_000)",
+             'silent': "x = 1", 'doc': "show_doc(print)", 'skip': "#| eval: false\nprint('not run')"}
+    want = {'plain': ['kept\n'], 'value': ['5'], 'tmp': [], 'err': [], 'warn': [], 'bar': [], 'big': [], 'silent': [], 'doc': [],
+            'skip': []}
+    nb = dict(nbformat=4, nbformat_minor=5, metadata={}, cells=[dict(cell_type='code', id=k, metadata={}, execution_count=None,
+              source=v, outputs=[dict(output_type='stream', name='stdout', text='stale\n')]) for k, v in cells.items()])
+    nb['cells'].insert(0, dict(cell_type='code', id='imp', metadata={}, execution_count=None, outputs=[],
+                               source='def show_doc(f): return f"docs of {f.__name__}"'))  # stands in for nbdev's
+    with tempfile.TemporaryDirectory() as d:
+        fn = Path(d)/'t.ipynb'; fn.write_text(json.dumps(nb))
+        fill(fn, max_kb=40)
+        got = {c['id']: [''.join(o.get('text', '')) or ''.join(o.get('data', {}).get('text/plain', '')) for o in c['outputs']]
+               for c in json.loads(fn.read_text())['cells'] if c['id'] != 'imp'}
+    for k in want:
+        if got[k] != want[k]: print(f"self-test: cell {k!r}: expected {want[k]}, got {got[k]}", file=sys.stderr)
+    return got == want
+
 if __name__ == '__main__':
+    if sys.argv[1:] == ['--self-test']: sys.exit(0 if self_test() else 1)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('notebooks', nargs='+', type=Path)
     ap.add_argument('--max_kb', type=float, default=40, help='largest output kept, in KB')
